@@ -1,0 +1,16 @@
+from sb3_ac_plus.one_step_ac import NonFiniteError, OneStepAC
+from sb3_ac_plus.policies import (
+    StreamingActorCriticCnnPolicy,
+    StreamingActorCriticPolicy,
+    StreamingMultiInputActorCriticPolicy,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "NonFiniteError",
+    "OneStepAC",
+    "StreamingActorCriticCnnPolicy",
+    "StreamingActorCriticPolicy",
+    "StreamingMultiInputActorCriticPolicy",
+]

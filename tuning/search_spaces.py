@@ -1,0 +1,229 @@
+"""The hyperparameters each algorithm is tuned over: edit the ranges here.
+
+Every sampler returns constructor keyword arguments under their real names and with the values that build the model,
+so the best trial can be written as a YAML block that a user pastes. A hyperparameter fixed on the command line
+(``--fix gamma=0.99``) is not searched: :class:`Space` returns the fixed value instead of asking Optuna.
+
+The A2C and PPO ranges follow rl-baselines3-zoo's ``hyperparams_opt.py``, with gamma and gae_lambda drawn from
+lists of real values instead of the zoo's ``one_minus_gamma`` encoding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import optuna
+from torch import nn
+
+# Sizes of the hidden layers, for the actor and the critic alike (SB3 builds two networks from one list).
+NET_ARCHS: dict[str, list[int]] = {
+    "tiny": [64],
+    "small": [64, 64],
+    "medium": [128, 128],
+    "large": [256, 256],
+}
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "tanh": nn.Tanh,
+    "relu": nn.ReLU,
+    "elu": nn.ELU,
+    "leaky_relu": nn.LeakyReLU,
+}
+
+# Hyperparameters that go into ``policy_kwargs`` rather than the algorithm's constructor.
+POLICY_KWARG_NAMES = ("net_arch", "activation_fn")
+
+
+class Space:
+    """What a sampler asks for. Each call suggests one hyperparameter to Optuna, unless the user fixed it.
+
+    Without a trial (``trial=None``) it answers the first choice or the lower bound and only records the names asked
+    for; the command line uses this to check the names given to ``--fix``.
+
+    :param trial: the Optuna trial to suggest from, or None for a dry run
+    :param fixed: hyperparameters fixed by the user, by name
+    """
+
+    def __init__(self, trial: optuna.Trial | None, fixed: Mapping[str, Any] | None = None) -> None:
+        self.trial = trial
+        self.fixed = dict(fixed or {})
+        self.names: list[str] = []
+
+    def _ask(self, name: str, when: bool, otherwise: Any, suggest: Callable[[optuna.Trial], Any], dry_run: Any) -> Any:
+        self.names.append(name)
+        if name in self.fixed:
+            return self.fixed[name]
+        if not when:
+            return otherwise
+        if self.trial is None:
+            return dry_run
+        return suggest(self.trial)
+
+    def log_uniform(self, name: str, low: float, high: float, when: bool = True, otherwise: Any = None) -> Any:
+        """A float drawn on a log scale in [low, high].
+
+        :param name: hyperparameter name, as the constructor spells it
+        :param low: lower bound
+        :param high: upper bound
+        :param when: False when the hyperparameter does not apply to this trial; it then takes ``otherwise``
+        :param otherwise: the value used when ``when`` is False
+        :return: the value for this trial
+        """
+        return self._ask(name, when, otherwise, lambda trial: trial.suggest_float(name, low, high, log=True), low)
+
+    def uniform(self, name: str, low: float, high: float, when: bool = True, otherwise: Any = None) -> Any:
+        """A float drawn uniformly in [low, high]; see :meth:`log_uniform` for the parameters."""
+        return self._ask(name, when, otherwise, lambda trial: trial.suggest_float(name, low, high), low)
+
+    def categorical(self, name: str, choices: Sequence[Any], when: bool = True, otherwise: Any = None) -> Any:
+        """One of ``choices``; see :meth:`log_uniform` for the other parameters.
+
+        :param choices: the values to choose from (None, bool, int, float or str)
+        """
+        return self._ask(name, when, otherwise, lambda trial: trial.suggest_categorical(name, list(choices)), choices[0])
+
+
+def net_arch(value: str | list[int] | dict[str, list[int]]) -> list[int] | dict[str, list[int]]:
+    """Resolve a net_arch name of :data:`NET_ARCHS` (a literal list or dict passes through).
+
+    :param value: a name such as ``"small"`` or a literal net_arch
+    :return: the net_arch given to the policy
+    """
+    if isinstance(value, str):
+        if value not in NET_ARCHS:
+            raise ValueError(f"unknown net_arch {value!r}; use one of {sorted(NET_ARCHS)} or a list such as [64, 64]")
+        return NET_ARCHS[value]
+    return value
+
+
+def activation_fn(value: str | type[nn.Module]) -> type[nn.Module]:
+    """Resolve an activation name of :data:`ACTIVATIONS` (``"relu"`` or ``"nn.ReLU"``; a class passes through).
+
+    :param value: the name or the class
+    :return: the activation class
+    """
+    if isinstance(value, str):
+        by_class_name = {cls.__name__: cls for cls in ACTIVATIONS.values()}
+        key = value.removeprefix("nn.")
+        if key in ACTIVATIONS:
+            return ACTIVATIONS[key]
+        if key in by_class_name:
+            return by_class_name[key]
+        raise ValueError(f"unknown activation_fn {value!r}; use one of {sorted(ACTIVATIONS)}")
+    return value
+
+
+def sample_one_step_ac(space: Space) -> dict[str, Any]:
+    """OneStepAC with the ObGD step-size rule, whose bounded steps make large nominal learning rates safe.
+
+    :param space: where the values come from
+    :return: constructor kwargs
+    """
+    trace_lambda = space.categorical("trace_lambda", [0.0, 0.5, 0.8, 0.9, 0.95])
+    return {
+        "update_rule": "obgd",
+        "learning_rate": space.log_uniform("learning_rate", 0.03, 3.0),
+        "critic_learning_rate": space.log_uniform("critic_learning_rate", 0.03, 3.0),
+        "trace_lambda": trace_lambda,
+        # OneStepAC bootstraps over n steps only without eligibility traces
+        "n_steps": space.categorical("n_steps", [1, 2, 4, 8], when=trace_lambda == 0.0, otherwise=1),
+        "gamma": space.categorical("gamma", [0.95, 0.98, 0.99, 0.995, 0.999]),
+        "ent_coef": space.log_uniform("ent_coef", 1e-4, 0.1),
+        "actor_kappa": space.uniform("actor_kappa", 1.0, 4.0),
+        "critic_kappa": space.uniform("critic_kappa", 1.0, 4.0),
+        "policy_kwargs": {"net_arch": net_arch(space.categorical("net_arch", ["small", "medium"]))},
+    }
+
+
+def sample_a2c(space: Space) -> dict[str, Any]:
+    """A2C, rl-zoo ranges.
+
+    :param space: where the values come from
+    :return: constructor kwargs
+    """
+    return {
+        "learning_rate": space.log_uniform("learning_rate", 1e-5, 2e-3),
+        "n_steps": space.categorical("n_steps", [8, 16, 32, 64, 128, 256, 512, 1024, 2048]),
+        "gamma": space.categorical("gamma", [0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 0.9999]),
+        "gae_lambda": space.categorical("gae_lambda", [0.8, 0.9, 0.92, 0.95, 0.98, 0.99, 1.0]),
+        "ent_coef": space.log_uniform("ent_coef", 1e-8, 0.1),
+        "vf_coef": space.uniform("vf_coef", 0.2, 1.0),
+        "max_grad_norm": space.uniform("max_grad_norm", 0.3, 5.0),
+        "normalize_advantage": space.categorical("normalize_advantage", [False, True]),
+        "policy_kwargs": {
+            "net_arch": net_arch(space.categorical("net_arch", ["small", "medium"])),
+            "activation_fn": activation_fn(space.categorical("activation_fn", ["tanh", "relu"])),
+        },
+    }
+
+
+def sample_ppo(space: Space) -> dict[str, Any]:
+    """PPO, rl-zoo ranges.
+
+    :param space: where the values come from
+    :return: constructor kwargs
+    """
+    n_steps = space.categorical("n_steps", [32, 64, 128, 256, 512, 1024, 2048])
+    batch_size = space.categorical("batch_size", [32, 64, 128, 256, 512])
+    return {
+        "learning_rate": space.log_uniform("learning_rate", 1e-5, 2e-3),
+        "n_steps": n_steps,
+        # SB3 truncates a mini-batch larger than the rollout; keep the size that is really used
+        "batch_size": min(batch_size, n_steps),
+        "n_epochs": space.categorical("n_epochs", [1, 5, 10, 20]),
+        "gamma": space.categorical("gamma", [0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 0.9999]),
+        "gae_lambda": space.categorical("gae_lambda", [0.8, 0.9, 0.92, 0.95, 0.98, 0.99, 1.0]),
+        "clip_range": space.categorical("clip_range", [0.1, 0.2, 0.3, 0.4]),
+        "ent_coef": space.log_uniform("ent_coef", 1e-8, 0.1),
+        "max_grad_norm": space.uniform("max_grad_norm", 0.3, 5.0),
+        "policy_kwargs": {
+            "net_arch": net_arch(space.categorical("net_arch", ["tiny", "small", "medium"])),
+            "activation_fn": activation_fn(space.categorical("activation_fn", ["tanh", "relu"])),
+        },
+    }
+
+
+SAMPLERS: dict[str, Callable[[Space], dict[str, Any]]] = {
+    "one_step_ac": sample_one_step_ac,
+    "a2c": sample_a2c,
+    "ppo": sample_ppo,
+}
+
+
+def searched_names(algo: str) -> list[str]:
+    """Names of the hyperparameters the sampler of ``algo`` may search (conditional ones included).
+
+    :param algo: command-line name of the algorithm
+    :return: the names, in the order the sampler asks for them
+    """
+    space = Space(trial=None)
+    SAMPLERS[algo](space)
+    return space.names
+
+
+def sample_hyperparameters(trial: optuna.Trial | None, algo: str, fixed: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Constructor kwargs for one trial: sampled values, overridden or completed by the fixed ones.
+
+    A fixed name the sampler does not search is passed to the constructor as is; ``net_arch`` and ``activation_fn``
+    go into ``policy_kwargs``, and a fixed ``policy_kwargs`` dict is merged over the sampled one.
+
+    :param trial: the Optuna trial, or None for a dry run
+    :param algo: command-line name of the algorithm
+    :param fixed: hyperparameters fixed by the user
+    :return: constructor kwargs (without ``policy``, ``env`` and ``seed``)
+    """
+    fixed = dict(fixed or {})
+    space = Space(trial, fixed)
+    kwargs = SAMPLERS[algo](space)
+    extra = {name: value for name, value in fixed.items() if name not in space.names}
+    policy_kwargs = dict(kwargs.pop("policy_kwargs", {}))
+    if "net_arch" in extra:
+        policy_kwargs["net_arch"] = net_arch(extra.pop("net_arch"))
+    if "activation_fn" in extra:
+        policy_kwargs["activation_fn"] = activation_fn(extra.pop("activation_fn"))
+    policy_kwargs.update(extra.pop("policy_kwargs", {}))
+    kwargs.update(extra)
+    if policy_kwargs:
+        kwargs["policy_kwargs"] = policy_kwargs
+    return kwargs
