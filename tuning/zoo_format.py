@@ -91,7 +91,7 @@ def _literal(node: ast.expr, source: str) -> Any:
     if isinstance(node, ast.Tuple):
         return tuple(_literal(element, source) for element in node.elts)
     if isinstance(node, ast.Dict) and all(key is not None for key in node.keys):
-        return {_literal(key, source): _literal(value, source) for key, value in zip(node.keys, node.values)}  # type: ignore[arg-type]
+        return {_literal(key, source): _literal(value, source) for key, value in zip(node.keys, node.values, strict=True)}  # type: ignore[arg-type]
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict" and not node.args:
         if any(keyword.arg is None for keyword in node.keywords):
             raise ValueError(f"policy_kwargs {source!r}: '**' is not allowed")
@@ -225,15 +225,14 @@ class ZooHyperparameters:
     experiment: dict[str, Any] = field(default_factory=dict)
 
 
-def load_hyperparameters(source: str | Path, env_id: str | None = None) -> ZooHyperparameters:
-    """Read one block of a zoo YAML file into constructor kwargs.
+def parse_zoo_yaml(text: str, env_id: str | None = None) -> ZooHyperparameters:
+    """Read one block of zoo YAML text into constructor kwargs.
 
-    :param source: path of the YAML file, or its text
-    :param env_id: the block to read; may be omitted when the file holds a single block
+    :param text: the YAML text
+    :param env_id: the block to read; may be omitted when the text holds a single block
     :return: the block, ready to build a model
     :raises ValueError: when the block is missing or its policy_kwargs is not allowed
     """
-    text = Path(source).read_text() if isinstance(source, Path) or Path(str(source)).is_file() else str(source)
     blocks = yaml.safe_load(text)
     if not isinstance(blocks, dict) or not blocks:
         raise ValueError("expected a YAML mapping from env id to hyperparameters")
@@ -257,6 +256,16 @@ def load_hyperparameters(source: str | Path, env_id: str | None = None) -> ZooHy
         kwargs=kwargs,
         experiment=experiment,
     )
+
+
+def load_hyperparameters(path: str | Path, env_id: str | None = None) -> ZooHyperparameters:
+    """Read one block of a zoo YAML file into constructor kwargs.
+
+    :param path: the YAML file, e.g. ``tuning_output/<study>/best_hyperparameters.yml``
+    :param env_id: the block to read; may be omitted when the file holds a single block
+    :return: the block, ready to build a model
+    """
+    return parse_zoo_yaml(Path(path).read_text(), env_id)
 
 
 def make_model(

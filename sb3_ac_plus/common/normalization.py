@@ -34,6 +34,12 @@ class WelfordMeanStd:
         """
         batch = np.asarray(batch, dtype=np.float64)
         n_batch = batch.shape[0]
+        if n_batch == 1:  # the usual online case: one env
+            self.count += 1
+            diff = batch[0] - self.mean
+            self.mean = self.mean + diff / self.count
+            self.sum_sq = self.sum_sq + diff * (batch[0] - self.mean)
+            return
         if n_batch == 0:
             return
         batch_mean = batch.mean(axis=0)

@@ -1,82 +1,75 @@
 """Eligibility traces and the step-size rules that apply them: ObGD's overshooting bound and plain SGD.
 
-Every function works on "rows": one row per transition being learned from at this step (one per env in the
-one-step case). A direction is a list of tensors shaped ``(n_rows, *parameter.shape)``.
+The parameters a rule updates are one contiguous vector (see :mod:`sb3_ac_plus.common.flat_parameters`), so a
+trace, a gradient or an update direction is a 2-D array ``(n_rows, n_params)``: one row per transition learned
+from at this step (one per env in the one-step case). The functions take torch tensors or NumPy arrays alike (the
+NumPy fast path works on NumPy views of the same memory).
 """
 
+from typing import TypeVar
+
+import numpy as np
 import torch as th
+
+Array = TypeVar("Array", th.Tensor, np.ndarray)
 
 
 class EligibilityTraces:
     """
-    Accumulating eligibility traces, one per env and per parameter: ``e <- decay * e + grad``.
+    Accumulating eligibility traces, one per env: ``e <- decay * e + grad``.
 
-    :param params: the parameters the traces follow
+    :param n_params: length of the parameter vector the traces follow
     :param n_envs: number of environments (each has its own trace)
+    :param device: device of the traces
     """
 
-    def __init__(self, params: list[th.Tensor], n_envs: int) -> None:
-        self.traces = [th.zeros((n_envs, *p.shape), dtype=p.dtype, device=p.device) for p in params]
+    def __init__(self, n_params: int, n_envs: int, device: th.device | str = "cpu") -> None:
+        self.traces = th.zeros((n_envs, n_params), device=device)
 
     @property
     def n_envs(self) -> int:
-        return self.traces[0].shape[0] if self.traces else 0
+        return self.traces.shape[0]
 
-    def accumulate(self, grads: list[th.Tensor], decay: float) -> list[th.Tensor]:
-        """
-        :param grads: this step's gradients, shaped like the traces
-        :param decay: ``gamma * lambda``
-        :return: the updated traces
-        """
-        th._foreach_mul_(self.traces, decay)
-        th._foreach_add_(self.traces, grads)
-        return self.traces
-
-    def reset(self, env_indices: th.Tensor) -> None:
+    def reset(self, env_indices: np.ndarray) -> None:
         """
         :param env_indices: indices of the envs whose episode ended
         """
-        for trace in self.traces:
-            trace[env_indices] = 0.0
+        self.traces[th.as_tensor(env_indices, device=self.traces.device)] = 0.0
 
 
-def l1_norms(direction: list[th.Tensor]) -> th.Tensor:
+def accumulate_(traces: Array, grads: Array, decay: float) -> Array:
     """
-    :param direction: tensors shaped ``(n_rows, ...)``
-    :return: the L1 norm of each row over all tensors, shape ``(n_rows,)``
+    In place: ``traces <- decay * traces + grads``.
+
+    :return: the traces
     """
-    if direction[0].shape[0] == 1:
-        return th.stack(th._foreach_norm(direction, 1)).sum().reshape(1)
-    return th.cat([d.flatten(1) for d in direction], dim=1).abs().sum(dim=1)
+    traces *= decay
+    traces += grads
+    return traces
 
 
-def obgd_step_sizes(delta: th.Tensor, norms: th.Tensor, learning_rate: float, kappa: float) -> th.Tensor:
+def obgd_step_sizes(delta: Array, direction: Array, learning_rate: float, kappa: float) -> Array:
     """
     Overshooting-bounded step size (ObGD, from stream AC(lambda)): ``lr / max(1, lr * kappa * max(|delta|, 1) * |e|_1)``.
 
     The step shrinks when the trace is large, so that one update cannot overshoot the TD target.
 
-    :param delta: TD errors, shape ``(n_rows,)``
-    :param norms: L1 norms of the traces, shape ``(n_rows,)``
+    :param delta: TD errors, ``(n_rows,)``
+    :param direction: the traces (or gradients), ``(n_rows, n_params)``
     :param learning_rate: the nominal step size
     :param kappa: bound strength; larger values give smaller steps
-    :return: the step size of each row, shape ``(n_rows,)``
+    :return: the step size of each row, ``(n_rows,)``
     """
-    delta_bar = delta.abs().clamp(min=1.0)
-    return learning_rate / (learning_rate * kappa * delta_bar * norms).clamp(min=1.0)
+    norms = abs(direction).sum(1)
+    return learning_rate / (learning_rate * kappa * abs(delta).clip(1.0, None) * norms).clip(1.0, None)
 
 
-def add_weighted_(params: list[th.Tensor], direction: list[th.Tensor], weights: th.Tensor) -> None:
+def add_weighted_(params: Array, direction: Array, weights: Array) -> None:
     """
-    In place: ``param += sum_r weights[r] * direction[r]``.
+    In place: ``params += sum_r weights[r] * direction[r]``.
 
-    :param params: the parameters to update
-    :param direction: tensors shaped ``(n_rows, *param.shape)``
-    :param weights: shape ``(n_rows,)``
+    :param params: the parameter vector to update
+    :param direction: ``(n_rows, n_params)``
+    :param weights: ``(n_rows,)``
     """
-    with th.no_grad():
-        if weights.shape[0] == 1:
-            th._foreach_add_(params, th._foreach_mul([d[0] for d in direction], weights[0]))
-        else:
-            for param, d in zip(params, direction):
-                param.add_(th.tensordot(weights, d, dims=1))
+    params += weights @ direction

@@ -9,20 +9,23 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.distributions import Distribution
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.utils import FloatSchedule, obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
 
+from sb3_ac_plus.common.flat_parameters import flat_gradients, flatten_parameters_, is_view_of
 from sb3_ac_plus.common.normalization import ObservationNormalizer, RewardScaler
-from sb3_ac_plus.common.trace_updates import EligibilityTraces, add_weighted_, l1_norms, obgd_step_sizes
+from sb3_ac_plus.common.numpy_fast_path import NumpyActorCritic, supports_fast_path
+from sb3_ac_plus.common.observations import all_finite, concat_obs, obs_row, stack_obs_rows, with_terminal_obs
+from sb3_ac_plus.common.policy_outputs import actor_outputs, critic_values
+from sb3_ac_plus.common.trace_updates import EligibilityTraces, accumulate_, add_weighted_, obgd_step_sizes
+from sb3_ac_plus.one_step_ac.hyperparameters import check_hyperparameters, check_spaces
 from sb3_ac_plus.one_step_ac.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
 
 SelfOneStepAC = TypeVar("SelfOneStepAC", bound="OneStepAC")
 
-UPDATE_RULES = ("obgd", "sgd", "optimizer")
 # Logged statistics, accumulated every update and averaged at each log.
 _STAT_NAMES = ("td_error_abs", "critic_loss", "policy_loss", "entropy", "actor_step_size", "critic_step_size")
 
@@ -79,6 +82,12 @@ class OneStepAC(OnPolicyAlgorithm):
     :param seed: seed for the pseudo random generators
     :param device: device (cpu, cuda, ...) on which the code should be run; "auto" uses the GPU if there is one
     :param _init_setup_model: whether or not to build the network at the creation of the instance
+
+    Speed: with the default policy on flat vector observations, Categorical or Gaussian actions and ``n_steps=1``,
+    the per-step forward and backward passes run in NumPy on the policy's own parameter memory
+    (:mod:`sb3_ac_plus.common.numpy_fast_path`); every other configuration runs the same update with torch autograd.
+    ``learn()`` runs torch single-threaded (restoring the setting after): at batch size 1 extra threads only add
+    synchronisation, and collapse when another process holds a core.
     """
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
@@ -113,7 +122,7 @@ class OneStepAC(OnPolicyAlgorithm):
         device: th.device | str = "auto",
         _init_setup_model: bool = True,
     ):
-        _check_hyperparameters(
+        check_hyperparameters(
             learning_rate=learning_rate,
             critic_learning_rate=critic_learning_rate,
             n_steps=n_steps,
@@ -157,7 +166,7 @@ class OneStepAC(OnPolicyAlgorithm):
         self.normalize_rewards = normalize_rewards
         self.clip_obs = clip_obs
         if env is not None:
-            _check_spaces(self.observation_space, self.action_space)
+            check_spaces(self.observation_space, self.action_space)
         if _init_setup_model:
             self._setup_model()
 
@@ -189,24 +198,42 @@ class OneStepAC(OnPolicyAlgorithm):
             # Resuming from a saved model continues the exact sampling sequence of the saved run.
             th.set_rng_state(self._torch_rng_state)
         self._torch_rng_state = None
-        self._obs_tensor: Any = None
+        self._norm_obs: Any = None
+        self._fast: NumpyActorCritic | None = None
+        self._use_fast_path = True
+        self._track_stats = False
         self._reset_log_stats()
 
     def _split_parameters(self) -> None:
-        """Find which parameters the actor and the critic outputs depend on (both, for shared layers)."""
-        obs = self.observation_space.sample()
-        obs_tensor, _ = self.policy.obs_to_tensor(obs)
-        values, distribution = self._evaluate(obs_tensor)
-        actions = distribution.get_actions()
-        actor_objective = distribution.log_prob(actions).sum()
-        entropy = distribution.entropy()
-        if entropy is not None:
-            actor_objective = actor_objective + entropy.sum()
-        params = list(self.policy.parameters())
+        """
+        Find which parameters the actor and the critic outputs depend on, and lay them out as one vector
+        ``[actor only | shared | critic only]`` so that the actor's and the critic's parts are contiguous slices.
+        """
+        obs_tensor, _ = self.policy.obs_to_tensor(self.observation_space.sample())
+        outputs = actor_outputs(self.policy, obs_tensor)
+        actor_objective = outputs.log_prob.sum()
+        if outputs.entropy is not None:
+            actor_objective = actor_objective + outputs.entropy.sum()
+        params = [p for p in self.policy.parameters() if p.requires_grad]
         actor_grads = th.autograd.grad(actor_objective, params, allow_unused=True)
-        critic_grads = th.autograd.grad(values.sum(), params, allow_unused=True)
-        self._actor_params = [p for p, g in zip(params, actor_grads) if g is not None]
-        self._critic_params = [p for p, g in zip(params, critic_grads) if g is not None]
+        critic_grads = th.autograd.grad(critic_values(self.policy, obs_tensor).sum(), params, allow_unused=True)
+        in_actor = [g is not None for g in actor_grads]
+        in_critic = [g is not None for g in critic_grads]
+        actor_only = [p for p, a, c in zip(params, in_actor, in_critic) if a and not c]
+        shared = [p for p, a, c in zip(params, in_actor, in_critic) if a and c]
+        critic_only = [p for p, a, c in zip(params, in_actor, in_critic) if c and not a]
+        self._actor_params = actor_only + shared
+        self._critic_params = shared + critic_only
+        self._trained_params = actor_only + shared + critic_only
+        self._shares_parameters = len(shared) > 0
+        self._flatten_parameters()
+
+    def _flatten_parameters(self) -> None:
+        self._flat_params = flatten_parameters_(self._trained_params)
+        n_actor = sum(p.numel() for p in self._actor_params)
+        n_critic = sum(p.numel() for p in self._critic_params)
+        self._flat_actor = self._flat_params[:n_actor]
+        self._flat_critic = self._flat_params[self._flat_params.numel() - n_critic :]
 
     def _build_optimizer(self) -> None:
         """Actor-only parameters at the actor's step size; critic and shared parameters at the critic's."""
@@ -222,16 +249,44 @@ class OneStepAC(OnPolicyAlgorithm):
 
     def _reset_episode_state(self) -> None:
         """Per-env state that belongs to the current episodes: traces, n-step windows and discounted returns."""
-        decay = self.gamma * self.trace_lambda
-        uses_traces = self.update_rule != "optimizer" and decay > 0.0
-        self._actor_traces = EligibilityTraces(self._actor_params, self.n_envs) if uses_traces else None
-        self._critic_traces = EligibilityTraces(self._critic_params, self.n_envs) if uses_traces else None
+        self._actor_traces: EligibilityTraces | None = None
+        self._critic_traces: EligibilityTraces | None = None
+        if self.update_rule != "optimizer" and self.gamma * self.trace_lambda > 0.0:
+            self._actor_traces = EligibilityTraces(self._flat_actor.numel(), self.n_envs, self.device)
+            self._critic_traces = EligibilityTraces(self._flat_critic.numel(), self.n_envs, self.device)
         self._windows: list[deque] | None = [deque() for _ in range(self.n_envs)] if self.n_steps > 1 else None
         if self._reward_scaler is not None:
             self._reward_scaler.reset(self.n_envs)
 
+    def _setup_fast_path(self) -> None:
+        """Use the NumPy fast path where it computes this configuration (see the class docstring)."""
+        self._fast = None
+        if (
+            self._use_fast_path
+            and self.n_steps == 1
+            and self.update_rule != "optimizer"
+            and not self._shares_parameters
+            and supports_fast_path(self.policy, self.observation_space, self.device)
+        ):
+            offsets, offset = {}, 0
+            for param in self._trained_params:
+                offsets[id(param)] = offset
+                offset += param.numel()
+            self._fast = NumpyActorCritic(self.policy, offsets, offset)
+
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_actor_params", "_critic_params", "_obs_tensor", "_log_stats"]
+        return [
+            *super()._excluded_save_params(),
+            "_actor_params",
+            "_critic_params",
+            "_trained_params",
+            "_flat_params",
+            "_flat_actor",
+            "_flat_critic",
+            "_norm_obs",
+            "_fast",
+            "_log_stats",
+        ]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         if self.update_rule == "optimizer":
@@ -248,35 +303,26 @@ class OneStepAC(OnPolicyAlgorithm):
 
     # ------------------------------------------------------------------ acting
 
-    def _evaluate(self, obs: th.Tensor | dict[str, th.Tensor]) -> tuple[th.Tensor, Distribution]:
-        """One forward pass of the policy: the values, shape ``(batch,)``, and the action distribution."""
-        policy = self.policy
-        features = policy.extract_features(obs)  # type: ignore[arg-type]
-        if policy.share_features_extractor:
-            latent_pi, latent_vf = policy.mlp_extractor(features)
-        else:
-            pi_features, vf_features = features
-            latent_pi = policy.mlp_extractor.forward_actor(pi_features)
-            latent_vf = policy.mlp_extractor.forward_critic(vf_features)
-        values = policy.value_net(latent_vf).flatten()
-        return values, policy._get_action_dist_from_latent(latent_pi)
-
-    def _to_env_actions(self, actions: th.Tensor) -> np.ndarray:
-        env_actions = actions.cpu().numpy()
+    def _to_env_actions(self, actions: th.Tensor | np.ndarray) -> np.ndarray:
+        env_actions = actions.cpu().numpy() if isinstance(actions, th.Tensor) else actions
         if isinstance(self.action_space, spaces.Box):
             if self.policy.squash_output:
                 return self.policy.unscale_action(env_actions)
             return np.clip(env_actions, self.action_space.low, self.action_space.high)
         return env_actions
 
-    def _prepare_obs(self, raw_obs: Any, update_stats: bool) -> th.Tensor | dict[str, th.Tensor]:
-        """Check raw observations, update the normaliser (if asked) and return them normalised, as tensors."""
-        _check_finite_obs(raw_obs, self.num_timesteps)
-        if self._obs_normalizer is not None:
-            if update_stats:
-                self._obs_normalizer.update(raw_obs)
-            raw_obs = self._obs_normalizer.normalize(raw_obs)
-        return obs_as_tensor(raw_obs, self.device)  # type: ignore[arg-type]
+    def _normalize_obs(self, raw_obs: Any, update_stats: bool) -> Any:
+        """Check raw observations, update the normaliser (if asked) and return them normalised."""
+        if not all_finite(raw_obs):
+            raise NonFiniteError(f"OneStepAC: non-finite observation from the environment at step {self.num_timesteps}")
+        if self._obs_normalizer is None:
+            return raw_obs
+        if update_stats:
+            self._obs_normalizer.update(raw_obs)
+        return self._obs_normalizer.normalize(raw_obs)
+
+    def _as_tensor(self, obs: Any) -> th.Tensor | dict[str, th.Tensor]:
+        return obs_as_tensor(obs, self.device)  # type: ignore[arg-type]
 
     def predict(
         self,
@@ -328,22 +374,31 @@ class OneStepAC(OnPolicyAlgorithm):
             total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar
         )
         assert self.env is not None
-        traces = self._actor_traces or self._critic_traces
+        traces = self._actor_traces
         if new_episodes or (traces is not None and traces.n_envs != self.n_envs):
             self._reset_episode_state()
-        self._obs_tensor = self._prepare_obs(self._last_obs, update_stats=new_episodes)
+        self._norm_obs = self._normalize_obs(self._last_obs, update_stats=new_episodes)
+        if not is_view_of(self._trained_params, self._flat_params):
+            self._flatten_parameters()  # the policy was moved (policy.to) since the last call
+        self._setup_fast_path()
+        self._track_stats = log_interval is not None and len(self.logger.output_formats) > 0
         callback.on_training_start(locals(), globals())
 
-        iteration = 0
-        chunk = log_interval if log_interval is not None else 1000
-        while self.num_timesteps < total_timesteps:
-            remaining_updates = math.ceil((total_timesteps - self.num_timesteps) / self.n_envs)
-            if not self.collect_rollouts(self.env, callback, None, min(chunk, remaining_updates)):
-                break
-            iteration += 1
-            if log_interval is not None:
-                self._record_log_stats()
-                self.dump_logs(iteration)
+        n_threads = th.get_num_threads()
+        th.set_num_threads(1)
+        try:
+            iteration = 0
+            chunk = log_interval if log_interval is not None else 1000
+            while self.num_timesteps < total_timesteps:
+                remaining_updates = math.ceil((total_timesteps - self.num_timesteps) / self.n_envs)
+                if not self.collect_rollouts(self.env, callback, None, min(chunk, remaining_updates)):
+                    break
+                iteration += 1
+                if log_interval is not None:
+                    self._record_log_stats()
+                    self.dump_logs(iteration)
+        finally:
+            th.set_num_threads(n_threads)
         callback.on_training_end()
         return self
 
@@ -365,9 +420,10 @@ class OneStepAC(OnPolicyAlgorithm):
         """
         self.policy.set_training_mode(True)
         callback.on_rollout_start()
+        step = self._fast_step if self._fast is not None else self._torch_step
         for _ in range(n_rollout_steps):
             self._update_current_progress_remaining(self.num_timesteps, self._total_timesteps)
-            new_obs, rewards, dones, infos = self._online_step(env)
+            new_obs, rewards, dones, infos = step(env)
             callback.update_locals(locals())
             if not callback.on_step():
                 return False
@@ -375,48 +431,92 @@ class OneStepAC(OnPolicyAlgorithm):
         callback.on_rollout_end()
         return True
 
-    def _online_step(self, env: VecEnv) -> tuple[Any, np.ndarray, np.ndarray, list[dict[str, Any]]]:
-        """Act in every env, step them, and update from the new transitions."""
-        obs = self._obs_tensor
-        one_step = self._windows is None
-        with th.set_grad_enabled(one_step):
-            values, distribution = self._evaluate(obs)
-        actions = distribution.get_actions().detach()
+    def _env_step(
+        self, env: VecEnv, actions: th.Tensor | np.ndarray
+    ) -> tuple[Any, np.ndarray, np.ndarray, list[dict[str, Any]], Any, Any, np.ndarray, np.ndarray]:
+        """
+        Step the envs and prepare what any update needs.
+
+        :return: the VecEnv's ``(new_obs, rewards, dones, infos)``, then the normalised next observations, the
+            normalised bootstrap observations (the terminal observation where an episode was truncated), the rewards
+            used for learning (scaled) and which envs terminated (no bootstrap)
+        """
         new_obs, rewards, dones, infos = env.step(self._to_env_actions(actions))
         self.num_timesteps += env.num_envs
-
         if not np.isfinite(rewards).all():
             raise NonFiniteError(f"OneStepAC: non-finite reward {rewards} from the environment at step {self.num_timesteps}")
-        truncated = np.array([bool(info.get("TimeLimit.truncated", False)) for info in infos]) & dones
+        truncated = np.array([info.get("TimeLimit.truncated", False) for info in infos], dtype=bool) & dones
         terminated = dones & ~truncated
         if self._reward_scaler is not None:
-            rewards_used = self._reward_scaler.scale(rewards, dones)
+            learn_rewards = self._reward_scaler.scale(rewards, dones)
         else:
-            rewards_used = rewards.astype(np.float32)
-        next_obs = self._prepare_obs(new_obs, update_stats=True)
-        # V(s') of each env with the parameters before this step's update; at a truncation, V(terminal observation)
+            learn_rewards = rewards.astype(np.float32)
+        next_obs = self._normalize_obs(new_obs, update_stats=True)
         bootstrap_obs = next_obs
         if truncated.any():
-            bootstrap_obs = self._prepare_obs(_with_terminal_obs(new_obs, infos, truncated), update_stats=False)
-        with th.no_grad():
-            next_values = self.policy.predict_values(bootstrap_obs).flatten()  # type: ignore[arg-type]
-
-        if one_step:
-            not_terminated = th.as_tensor(~terminated, dtype=th.float32, device=self.device)
-            targets = th.as_tensor(rewards_used, device=self.device) + self.gamma * not_terminated * next_values
-            entropy = distribution.entropy()
-            self._update(values, distribution.log_prob(actions), entropy, targets)
-        else:
-            self._n_step_update(obs, actions, rewards_used, dones, terminated, next_values)
-
-        if dones.any():
-            done_envs = th.as_tensor(np.flatnonzero(dones), device=self.device)
-            for traces in (self._actor_traces, self._critic_traces):
-                if traces is not None:
-                    traces.reset(done_envs)
-        self._obs_tensor = next_obs
+            bootstrap_obs = self._normalize_obs(with_terminal_obs(new_obs, infos, truncated), update_stats=False)
         self._last_obs = new_obs
         self._last_episode_starts = dones
+        self._norm_obs = next_obs
+        return new_obs, rewards, dones, infos, next_obs, bootstrap_obs, learn_rewards, terminated
+
+    def _end_episodes(self, dones: np.ndarray) -> None:
+        if dones.any() and self._actor_traces is not None and self._critic_traces is not None:
+            done_envs = np.flatnonzero(dones)
+            self._actor_traces.reset(done_envs)
+            self._critic_traces.reset(done_envs)
+
+    def _fast_step(self, env: VecEnv) -> tuple[Any, np.ndarray, np.ndarray, list[dict[str, Any]]]:
+        """One step of every env and its update, with the NumPy fast path."""
+        fast = self._fast
+        assert fast is not None
+        obs = self._norm_obs
+        actions, actor_state = fast.act(obs)
+        new_obs, rewards, dones, infos, _, bootstrap_obs, learn_rewards, terminated = self._env_step(env, actions)
+        # V(s) and V(s') in one pass, both with the parameters before this step's update.
+        n_envs = env.num_envs
+        both_values, critic_cache = fast.values(np.concatenate([obs, bootstrap_obs]).astype(np.float32, copy=False))
+        values = both_values[:n_envs]
+        delta = learn_rewards + self.gamma * ~terminated * both_values[n_envs:] - values
+        log_prob, entropy = fast.log_prob_entropy(actor_state)
+        self._check_delta(delta)
+        entropy_weights = (self.ent_coef * np.sign(delta)).astype(np.float32)
+        grads = fast.gradients(actor_state, critic_cache, entropy_weights, entropy)
+        n_actor = self._flat_actor.numel()
+        self._trace_update(
+            delta.astype(np.float32),
+            grads[:, :n_actor],
+            grads[:, n_actor:],
+            self._flat_actor.numpy(),
+            self._flat_critic.numpy(),
+            None if self._actor_traces is None else self._actor_traces.traces.numpy(),
+            None if self._critic_traces is None else self._critic_traces.traces.numpy(),
+            log_prob,
+            entropy,
+        )
+        self._end_episodes(dones)
+        return new_obs, rewards, dones, infos
+
+    def _torch_step(self, env: VecEnv) -> tuple[Any, np.ndarray, np.ndarray, list[dict[str, Any]]]:
+        """One step of every env and its update, with torch autograd (any policy, space and device)."""
+        obs = self._as_tensor(self._norm_obs)
+        one_step = self._windows is None
+        with th.set_grad_enabled(one_step):
+            actor = actor_outputs(self.policy, obs)
+        new_obs, rewards, dones, infos, _, bootstrap_np, learn_rewards, terminated = self._env_step(env, actor.actions)
+        bootstrap_obs = self._as_tensor(bootstrap_np)
+        if one_step:
+            # V(s) and V(s') in one pass, both with the parameters before this step's update.
+            both_values = critic_values(self.policy, concat_obs(obs, bootstrap_obs))
+            values, next_values = both_values[: env.num_envs], both_values[env.num_envs :].detach()
+            not_terminated = th.as_tensor(~terminated, dtype=th.float32, device=self.device)
+            targets = th.as_tensor(learn_rewards, device=self.device) + self.gamma * not_terminated * next_values
+            self._torch_update(values, actor.log_prob, actor.entropy, targets)
+        else:
+            with th.no_grad():
+                next_values = critic_values(self.policy, bootstrap_obs)
+            self._n_step_update(obs, actor.actions, learn_rewards, dones, terminated, next_values)
+        self._end_episodes(dones)
         return new_obs, rewards, dones, infos
 
     def _n_step_update(
@@ -432,7 +532,7 @@ class OneStepAC(OnPolicyAlgorithm):
         assert self._windows is not None
         rows_obs, rows_actions, rows_returns, rows_discounts, rows_env = [], [], [], [], []
         for env_idx, window in enumerate(self._windows):
-            window.append((_obs_row(obs, env_idx), actions[env_idx], float(rewards[env_idx])))
+            window.append((obs_row(obs, env_idx), actions[env_idx], float(rewards[env_idx])))
             if not dones[env_idx] and len(window) < self.n_steps:
                 continue
             # Done: every state left in the window is due (truncated returns). Otherwise the oldest one is.
@@ -441,26 +541,31 @@ class OneStepAC(OnPolicyAlgorithm):
             rewards_in_window = [entry[2] for entry in window]
             for start in range(n_due):
                 horizon = len(window) - start
-                row_return = sum(self.gamma**i * r for i, r in enumerate(rewards_in_window[start:]))
                 rows_obs.append(window[start][0])
                 rows_actions.append(window[start][1])
-                rows_returns.append(row_return)
+                rows_returns.append(sum(self.gamma**i * r for i, r in enumerate(rewards_in_window[start:])))
                 rows_discounts.append(bootstrap * self.gamma**horizon)
                 rows_env.append(env_idx)
             for _ in range(n_due):
                 window.popleft()
         if not rows_env:
             return
-        batch_obs = _stack_obs_rows(rows_obs)
-        values, distribution = self._evaluate(batch_obs)
-        batch_actions = th.stack(rows_actions)
+        batch_obs = stack_obs_rows(rows_obs)
+        actor = actor_outputs(self.policy, batch_obs, th.stack(rows_actions))
         targets = (
             th.tensor(rows_returns, dtype=th.float32, device=self.device)
             + th.tensor(rows_discounts, dtype=th.float32, device=self.device) * next_values[rows_env]
         )
-        self._update(values, distribution.log_prob(batch_actions), distribution.entropy(), targets)
+        self._torch_update(critic_values(self.policy, batch_obs), actor.log_prob, actor.entropy, targets)
 
-    def _update(
+    def _check_delta(self, delta: th.Tensor | np.ndarray) -> None:
+        if not math.isfinite(float(delta.sum())):
+            raise NonFiniteError(
+                f"OneStepAC: non-finite TD error {delta.tolist()} at step {self.num_timesteps} "
+                "(the value estimates diverged; try smaller step sizes); the update was not applied"
+            )
+
+    def _torch_update(
         self,
         values: th.Tensor,
         log_prob: th.Tensor,
@@ -468,7 +573,7 @@ class OneStepAC(OnPolicyAlgorithm):
         targets: th.Tensor,
     ) -> None:
         """
-        One online update from a batch of rows (one per env in the one-step case).
+        One online update from a batch of rows (one per env in the one-step case), with torch autograd.
 
         :param values: V(s) of each row, with gradient
         :param log_prob: log pi(a|s) of each row, with gradient
@@ -476,191 +581,157 @@ class OneStepAC(OnPolicyAlgorithm):
         :param targets: TD targets, without gradient, from the parameters before this update
         """
         delta = targets - values.detach()
-        if not th.isfinite(delta).all():
-            raise NonFiniteError(
-                f"OneStepAC: non-finite TD error {delta.tolist()} at step {self.num_timesteps} "
-                "(the value estimates diverged; try smaller step sizes); the update was not applied"
-            )
+        self._check_delta(delta)
+        if self.update_rule == "optimizer":
+            self._optimizer_update(values, log_prob, entropy, delta)
+            return
+        actor_objective = log_prob
+        if entropy is not None and self.ent_coef > 0.0:
+            # The entropy gradient enters the trace times sign(delta): delta * e then carries |delta| * grad H.
+            actor_objective = log_prob + (self.ent_coef * delta.sign()) * entropy
+        actor_grads, critic_grads = self._row_gradients(actor_objective, values)
+        self._trace_update(
+            delta,
+            actor_grads,
+            critic_grads,
+            self._flat_actor,
+            self._flat_critic,
+            None if self._actor_traces is None else self._actor_traces.traces,
+            None if self._critic_traces is None else self._critic_traces.traces,
+            log_prob.detach(),
+            None if entropy is None else entropy.detach(),
+        )
+
+    def _trace_update(
+        self,
+        delta: Any,
+        actor_grads: Any,
+        critic_grads: Any,
+        actor_params: Any,
+        critic_params: Any,
+        actor_traces: Any,
+        critic_traces: Any,
+        log_prob: Any,
+        entropy: Any,
+    ) -> None:
+        """
+        Accumulate the traces and apply ``params += step * delta * trace`` (mean over envs) to the actor's and the
+        critic's parts of the parameter vector. Arguments are all torch tensors or all NumPy arrays.
+
+        :param delta: TD errors ``(n_rows,)``
+        :param actor_grads: gradients of the actor objective ``(n_rows, n_actor_params)``
+        :param critic_grads: gradients of V ``(n_rows, n_critic_params)``
+        :param actor_params: the actor's part of the parameter vector, updated in place
+        :param critic_params: the critic's part of the parameter vector, updated in place
+        :param actor_traces: the actor's traces ``(n_envs, n_actor_params)``, or None without traces
+        :param critic_traces: the critic's traces, or None without traces
+        :param log_prob: log pi(a|s) of each row (for logging)
+        :param entropy: entropy of each row (for logging), or None
+        """
+        if not math.isfinite(float(actor_grads.sum() + critic_grads.sum())):
+            raise NonFiniteError(f"OneStepAC: non-finite gradient at step {self.num_timesteps}; the update was not applied")
         progress = self._current_progress_remaining
         actor_lr, critic_lr = self.lr_schedule(progress), self.critic_lr_schedule(progress)
-        entropy_bonus = self.ent_coef * (entropy if entropy is not None else th.zeros_like(log_prob))
-        if self.update_rule == "optimizer":
-            self._optimizer_update(values, log_prob, entropy_bonus, delta, actor_lr, critic_lr)
-            actor_steps = th.full_like(delta, actor_lr)
-            critic_steps = th.full_like(delta, critic_lr)
+        decay = self.gamma * self.trace_lambda
+        if actor_traces is not None and critic_traces is not None:
+            actor_grads = accumulate_(actor_traces, actor_grads, decay)
+            critic_grads = accumulate_(critic_traces, critic_grads, decay)
+        if self.update_rule == "obgd":
+            actor_steps = obgd_step_sizes(delta, actor_grads, actor_lr, self.actor_kappa)
+            critic_steps = obgd_step_sizes(delta, critic_grads, critic_lr, self.critic_kappa)
         else:
-            # The entropy gradient enters the trace multiplied by sign(delta): delta * e then carries |delta| * grad H.
-            actor_objective = log_prob + delta.sign() * entropy_bonus
-            actor_grads = _row_gradients(actor_objective, self._actor_params)
-            critic_grads = _row_gradients(values, self._critic_params)
-            decay = self.gamma * self.trace_lambda
-            if self._actor_traces is not None and self._critic_traces is not None:
-                actor_grads = self._actor_traces.accumulate(actor_grads, decay)
-                critic_grads = self._critic_traces.accumulate(critic_grads, decay)
-            if self.update_rule == "obgd":
-                actor_norms, critic_norms = l1_norms(actor_grads), l1_norms(critic_grads)
-                if not (th.isfinite(actor_norms).all() and th.isfinite(critic_norms).all()):
-                    raise NonFiniteError(
-                        f"OneStepAC: non-finite gradient at step {self.num_timesteps}; the update was not applied"
-                    )
-                actor_steps = obgd_step_sizes(delta, actor_norms, actor_lr, self.actor_kappa)
-                critic_steps = obgd_step_sizes(delta, critic_norms, critic_lr, self.critic_kappa)
-            else:
-                actor_steps = th.full_like(delta, actor_lr)
-                critic_steps = th.full_like(delta, critic_lr)
-            scale = delta / self.n_envs
-            add_weighted_(self._actor_params, actor_grads, actor_steps * scale)
-            add_weighted_(self._critic_params, critic_grads, critic_steps * scale)
+            actor_steps, critic_steps = delta * 0.0 + actor_lr, delta * 0.0 + critic_lr
+        scale = delta / self.n_envs
+        add_weighted_(actor_params, actor_grads, actor_steps * scale)
+        add_weighted_(critic_params, critic_grads, critic_steps * scale)
         self._n_updates += 1
-        self._log_count += 1
-        with th.no_grad():
-            self._log_stats += th.stack(
+        if self._track_stats:
+            self._accumulate_log_stats(
                 [
-                    delta.abs().mean(),
-                    0.5 * (delta**2).mean(),
-                    -(delta * log_prob.detach()).mean(),
-                    entropy.detach().mean() if entropy is not None else th.zeros(()),
-                    actor_steps.mean(),
-                    critic_steps.mean(),
+                    float(abs(delta).mean()),
+                    float(0.5 * (delta * delta).mean()),
+                    float(-(delta * log_prob).mean()),
+                    float(entropy.mean()) if entropy is not None else 0.0,
+                    float(actor_steps.mean()),
+                    float(critic_steps.mean()),
                 ]
             )
 
-    def _optimizer_update(
-        self,
-        values: th.Tensor,
-        log_prob: th.Tensor,
-        entropy_bonus: th.Tensor,
-        delta: th.Tensor,
-        actor_lr: float,
-        critic_lr: float,
-    ) -> None:
+    def _row_gradients(self, actor_objective: th.Tensor, values: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """
+        Per-row gradients of the actor objective and of the values, each ``(n_rows, n_params)`` over the actor's
+        and the critic's slice of the parameter vector.
+        """
+        n_rows = values.shape[0]
+        batched = n_rows > 1
+        eye = th.eye(n_rows, device=values.device) if batched else None
+        if not self._shares_parameters:
+            # Disjoint parameters: one backward pass through the sum gives both gradients.
+            outputs = actor_objective + values
+            grads = th.autograd.grad(
+                outputs if batched else outputs.sum(), self._trained_params, grad_outputs=eye, is_grads_batched=batched
+            )
+            flat = flat_gradients(grads, n_rows)
+            n_actor = self._flat_actor.numel()
+            return flat[:, :n_actor], flat[:, n_actor:]
+        actor_grads = th.autograd.grad(
+            actor_objective if batched else actor_objective.sum(),
+            self._actor_params,
+            grad_outputs=eye,
+            is_grads_batched=batched,
+            retain_graph=True,
+        )
+        critic_grads = th.autograd.grad(
+            values if batched else values.sum(), self._critic_params, grad_outputs=eye, is_grads_batched=batched
+        )
+        return flat_gradients(actor_grads, n_rows), flat_gradients(critic_grads, n_rows)
+
+    def _optimizer_update(self, values: th.Tensor, log_prob: th.Tensor, entropy: th.Tensor | None, delta: th.Tensor) -> None:
         """The textbook form: minimise the one-step actor-critic loss with the policy's torch optimizer."""
-        actor_loss = -(delta * log_prob + delta.abs() * entropy_bonus).sum() / self.n_envs
+        progress = self._current_progress_remaining
+        actor_lr, critic_lr = self.lr_schedule(progress), self.critic_lr_schedule(progress)
+        actor_objective = delta * log_prob
+        if entropy is not None and self.ent_coef > 0.0:
+            actor_objective = actor_objective + (self.ent_coef * delta.abs()) * entropy
+        actor_loss = -actor_objective.sum() / self.n_envs
         critic_loss = -(delta * values).sum() / self.n_envs  # gradient of 0.5 * delta^2 with a fixed target
         optimizer = self.policy.optimizer
         optimizer.param_groups[0]["lr"] = actor_lr
         optimizer.param_groups[1]["lr"] = critic_lr
         optimizer.zero_grad(set_to_none=True)
         (actor_loss + critic_loss).backward()
-        grads = [p.grad for p in self.policy.parameters() if p.grad is not None]
-        if not all(th.isfinite(g).all() for g in grads):
+        grads = [p.grad for p in self._trained_params if p.grad is not None]
+        if not math.isfinite(float(sum(g.sum() for g in grads))):
             raise NonFiniteError(f"OneStepAC: non-finite gradient at step {self.num_timesteps}; the update was not applied")
         optimizer.step()
+        self._n_updates += 1
+        if self._track_stats:
+            self._accumulate_log_stats(
+                [
+                    float(delta.abs().mean()),
+                    float(0.5 * (delta**2).mean()),
+                    float(-(delta * log_prob).mean()),
+                    float(entropy.mean()) if entropy is not None else 0.0,
+                    actor_lr,
+                    critic_lr,
+                ]
+            )
 
     # ------------------------------------------------------------------ logging
 
     def _reset_log_stats(self) -> None:
-        self._log_stats = th.zeros(len(_STAT_NAMES), device=self.device)
+        self._log_stats = np.zeros(len(_STAT_NAMES))
         self._log_count = 0
+
+    def _accumulate_log_stats(self, values: list[float]) -> None:
+        self._log_stats += values
+        self._log_count += 1
 
     def _record_log_stats(self) -> None:
         if self._log_count > 0:
-            for name, value in zip(_STAT_NAMES, (self._log_stats / self._log_count).tolist()):
-                self.logger.record(f"train/{name}", value)
+            for name, value in zip(_STAT_NAMES, self._log_stats / self._log_count):
+                self.logger.record(f"train/{name}", float(value))
         self.logger.record("train/learning_rate", self.lr_schedule(self._current_progress_remaining))
         self.logger.record("train/critic_learning_rate", self.critic_lr_schedule(self._current_progress_remaining))
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         self._reset_log_stats()
-
-
-def _row_gradients(outputs: th.Tensor, params: list[th.Tensor]) -> list[th.Tensor]:
-    """Gradient of each row of ``outputs`` with respect to ``params``: tensors shaped ``(n_rows, *param.shape)``."""
-    if outputs.shape[0] == 1:
-        return [g.unsqueeze(0) for g in th.autograd.grad(outputs.sum(), params, retain_graph=True)]
-    eye = th.eye(outputs.shape[0], dtype=outputs.dtype, device=outputs.device)
-    return list(th.autograd.grad(outputs, params, grad_outputs=eye, is_grads_batched=True, retain_graph=True))
-
-
-def _obs_row(obs: th.Tensor | dict[str, th.Tensor], idx: int) -> th.Tensor | dict[str, th.Tensor]:
-    if isinstance(obs, dict):
-        return {key: value[idx] for key, value in obs.items()}
-    return obs[idx]
-
-
-def _stack_obs_rows(rows: list) -> th.Tensor | dict[str, th.Tensor]:
-    if isinstance(rows[0], dict):
-        return {key: th.stack([row[key] for row in rows]) for key in rows[0]}
-    return th.stack(rows)
-
-
-def _with_terminal_obs(new_obs: Any, infos: list[dict[str, Any]], truncated: np.ndarray) -> Any:
-    """A copy of ``new_obs`` where each truncated env's row is its terminal observation."""
-    if isinstance(new_obs, dict):
-        result = {key: value.copy() for key, value in new_obs.items()}
-        for idx in np.flatnonzero(truncated):
-            for key in result:
-                result[key][idx] = infos[idx]["terminal_observation"][key]
-        return result
-    result = new_obs.copy()
-    for idx in np.flatnonzero(truncated):
-        result[idx] = infos[idx]["terminal_observation"]
-    return result
-
-
-def _check_finite_obs(obs: Any, step: int) -> None:
-    arrays = obs.values() if isinstance(obs, dict) else [obs]
-    for array in arrays:
-        array = np.asarray(array)
-        if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
-            raise NonFiniteError(f"OneStepAC: non-finite observation from the environment at step {step}")
-
-
-_SUPPORTED_ACTION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
-_SUPPORTED_OBSERVATION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary, spaces.Dict)
-
-
-def _check_spaces(observation_space: spaces.Space, action_space: spaces.Space) -> None:
-    if not isinstance(action_space, _SUPPORTED_ACTION_SPACES):
-        allowed = ", ".join(space.__name__ for space in _SUPPORTED_ACTION_SPACES)
-        raise ValueError(f"env: OneStepAC does not support the action space {action_space}; allowed: {allowed}")
-    if not isinstance(observation_space, _SUPPORTED_OBSERVATION_SPACES):
-        allowed = ", ".join(space.__name__ for space in _SUPPORTED_OBSERVATION_SPACES)
-        raise ValueError(f"env: OneStepAC does not support the observation space {observation_space}; allowed: {allowed}")
-
-
-def _check_step_size(name: str, value: float | Schedule | None, allow_none: bool = False) -> None:
-    if value is None:
-        if not allow_none:
-            raise ValueError(f"{name} must be a positive float or a schedule, got None")
-        return
-    start = value(1.0) if callable(value) else value
-    if not isinstance(start, (int, float)) or not math.isfinite(start) or start <= 0:
-        raise ValueError(f"{name} must be a positive finite float (or a schedule giving one), got {start!r}")
-
-
-def _check_hyperparameters(
-    learning_rate: float | Schedule,
-    critic_learning_rate: float | Schedule | None,
-    n_steps: int,
-    gamma: float,
-    trace_lambda: float,
-    ent_coef: float,
-    update_rule: str,
-    actor_kappa: float,
-    critic_kappa: float,
-    clip_obs: float,
-) -> None:
-    """Raise a ValueError naming the first invalid hyperparameter and what is allowed."""
-    _check_step_size("learning_rate", learning_rate)
-    _check_step_size("critic_learning_rate", critic_learning_rate, allow_none=True)
-    if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 1:
-        raise ValueError(f"n_steps must be an integer >= 1, got {n_steps!r}")
-    for name, value in (("gamma", gamma), ("trace_lambda", trace_lambda)):
-        if not 0.0 <= value <= 1.0:
-            raise ValueError(f"{name} must be in [0, 1], got {value!r}")
-    if not (math.isfinite(ent_coef) and ent_coef >= 0.0):
-        raise ValueError(f"ent_coef must be a finite float >= 0, got {ent_coef!r}")
-    if update_rule not in UPDATE_RULES:
-        raise ValueError(f"update_rule must be one of {UPDATE_RULES}, got {update_rule!r}")
-    for name, value in (("actor_kappa", actor_kappa), ("critic_kappa", critic_kappa), ("clip_obs", clip_obs)):
-        if not (math.isfinite(value) and value > 0.0):
-            raise ValueError(f"{name} must be a positive finite float, got {value!r}")
-    if n_steps > 1 and trace_lambda > 0.0:
-        raise ValueError(
-            f"n_steps={n_steps} with trace_lambda={trace_lambda}: k-step returns and eligibility traces do not combine; "
-            "use n_steps=1 with traces, or trace_lambda=0 with n_steps > 1"
-        )
-    if update_rule == "optimizer" and trace_lambda > 0.0:
-        raise ValueError(
-            f"update_rule='optimizer' needs trace_lambda=0 (a torch optimizer has no eligibility traces), got {trace_lambda}"
-        )

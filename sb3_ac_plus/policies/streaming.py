@@ -13,36 +13,45 @@ from stable_baselines3.common.torch_layers import (
 )
 from stable_baselines3.common.type_aliases import Schedule
 from torch import nn
+from torch.nn import functional as F
 
 from sb3_ac_plus.common.initialization import sparse_init_module_
 
 
-def streaming_mlp(input_dim: int, layer_sizes: list[int], activation_fn: type[nn.Module], layer_norm: bool) -> nn.Sequential:
+class StreamingMLP(nn.Module):
     """
     ``Linear -> LayerNorm (no affine parameters) -> activation`` for each hidden layer.
 
+    The forward pass calls the functional ops directly: at batch size 1 the per-module call overhead of an
+    ``nn.Sequential`` is a large part of an online update.
+
     :param input_dim: size of the input
-    :param layer_sizes: size of each hidden layer
+    :param layer_sizes: size of each hidden layer (empty: the identity)
     :param activation_fn: activation class
     :param layer_norm: whether to normalise each layer's pre-activations
-    :return: the network (an identity when ``layer_sizes`` is empty)
     """
-    layers: list[nn.Module] = []
-    last_dim = input_dim
-    for size in layer_sizes:
-        if size <= 0:
+
+    def __init__(self, input_dim: int, layer_sizes: list[int], activation_fn: type[nn.Module], layer_norm: bool) -> None:
+        super().__init__()
+        if any(not isinstance(size, int) or size <= 0 for size in layer_sizes):
             raise ValueError(f"net_arch: layer sizes must be positive integers, got {layer_sizes}")
-        layers.append(nn.Linear(last_dim, size))
-        if layer_norm:
-            layers.append(nn.LayerNorm(size, elementwise_affine=False))
-        layers.append(activation_fn())
-        last_dim = size
-    return nn.Sequential(*layers)
+        sizes = [input_dim, *layer_sizes]
+        self.linears = nn.ModuleList(nn.Linear(n_in, n_out) for n_in, n_out in zip(sizes[:-1], sizes[1:]))
+        self.activation = activation_fn()
+        self.layer_norm = layer_norm
+
+    def forward(self, x: th.Tensor) -> th.Tensor:
+        for linear in self.linears:
+            x = F.linear(x, linear.weight, linear.bias)
+            if self.layer_norm:
+                x = F.layer_norm(x, x.shape[-1:])
+            x = self.activation(x)
+        return x
 
 
 class StreamingMlpExtractor(nn.Module):
     """
-    Separate actor and critic MLPs built by :func:`streaming_mlp` (the ``mlp_extractor`` SB3 policies expect).
+    Separate actor and critic :class:`StreamingMLP` (the ``mlp_extractor`` SB3 policies expect).
 
     :param feature_dim: size of the features from the features extractor
     :param net_arch: ``dict(pi=[...], vf=[...])`` or a list used for both
@@ -65,8 +74,8 @@ class StreamingMlpExtractor(nn.Module):
             pi_sizes, vf_sizes = list(net_arch.get("pi", [])), list(net_arch.get("vf", []))
         else:
             pi_sizes = vf_sizes = list(net_arch)
-        self.policy_net = streaming_mlp(feature_dim, pi_sizes, activation_fn, layer_norm)
-        self.value_net = streaming_mlp(feature_dim, vf_sizes, activation_fn, layer_norm)
+        self.policy_net = StreamingMLP(feature_dim, pi_sizes, activation_fn, layer_norm)
+        self.value_net = StreamingMLP(feature_dim, vf_sizes, activation_fn, layer_norm)
         self.latent_dim_pi = pi_sizes[-1] if pi_sizes else feature_dim
         self.latent_dim_vf = vf_sizes[-1] if vf_sizes else feature_dim
 

@@ -1,0 +1,241 @@
+"""A NumPy forward and backward pass for streaming MLP policies, on the memory of the policy's own parameters.
+
+At batch size 1 a torch operation costs several microseconds of dispatch and autograd bookkeeping, a NumPy
+operation on the same small array about one; an online actor-critic step is about a hundred such operations. This
+module computes exactly what the torch path computes (same parameters, same formulas) for the common case: a
+:class:`~sb3_ac_plus.policies.streaming.StreamingActorCriticPolicy` on flat vector observations with Categorical or
+diagonal Gaussian actions, on the CPU. The torch policy stays the model: ``predict``, saving and loading, A2C and
+PPO all use it, and the NumPy arrays here are views of its parameters, so every update is an update of the model.
+"""
+
+import math
+from typing import Any
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.distributions import CategoricalDistribution, DiagGaussianDistribution
+from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.torch_layers import FlattenExtractor
+from torch import nn
+
+from sb3_ac_plus.policies.streaming import StreamingMlpExtractor, StreamingMLP
+
+_LAYER_NORM_EPS = 1e-5  # torch's default for F.layer_norm
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+def _activation(module: nn.Module) -> tuple[float, float] | str | None:
+    """The activation as a (positive slope, negative slope) pair when piecewise linear, "tanh", or None if unknown."""
+    if type(module) is nn.LeakyReLU:
+        return (1.0, float(module.negative_slope))
+    if type(module) is nn.ReLU:
+        return (1.0, 0.0)
+    if type(module) is nn.Tanh:
+        return "tanh"
+    return None
+
+
+def supports_fast_path(policy: ActorCriticPolicy, observation_space: spaces.Space, device: th.device) -> bool:
+    """
+    :return: whether :class:`NumpyActorCritic` computes this policy (else the torch path is used)
+    """
+    extractor = policy.mlp_extractor
+    return (
+        device.type == "cpu"
+        and isinstance(observation_space, spaces.Box)
+        and len(observation_space.shape) == 1
+        and type(policy.pi_features_extractor) is FlattenExtractor
+        and type(policy.vf_features_extractor) is FlattenExtractor
+        and isinstance(extractor, StreamingMlpExtractor)
+        and type(extractor.policy_net) is StreamingMLP
+        and type(extractor.value_net) is StreamingMLP
+        and _activation(extractor.policy_net.activation) is not None
+        and _activation(extractor.value_net.activation) is not None
+        and type(policy.action_dist) in (CategoricalDistribution, DiagGaussianDistribution)
+        and not policy.squash_output
+        and all(p.dtype == th.float32 for p in policy.parameters())
+    )
+
+
+def _np(param: th.Tensor) -> np.ndarray:
+    return param.detach().numpy()
+
+
+class _NumpyMLP:
+    """A :class:`StreamingMLP` followed by a linear head, in NumPy, writing its gradients into a flat buffer."""
+
+    def __init__(self, mlp: StreamingMLP, head: nn.Linear, offsets: dict[int, int]) -> None:
+        self.weights = [(_np(layer.weight), _np(layer.bias)) for layer in mlp.linears]
+        self.weight_offsets = [(offsets[id(layer.weight)], offsets[id(layer.bias)]) for layer in mlp.linears]
+        self.head = (_np(head.weight), _np(head.bias))
+        self.head_offsets = (offsets[id(head.weight)], offsets[id(head.bias)])
+        self.layer_norm = mlp.layer_norm
+        self.activation = _activation(mlp.activation)
+
+    def forward(self, x: np.ndarray) -> tuple[np.ndarray, list]:
+        """
+        :param x: inputs ``(batch, in)``
+        :return: the head's output ``(batch, out)`` and what the backward pass needs
+        """
+        cache = []
+        hidden = x
+        for weight, bias in self.weights:
+            pre = hidden @ weight.T + bias
+            inv_std = None
+            if self.layer_norm:
+                pre = pre - pre.mean(axis=-1, keepdims=True)
+                inv_std = 1.0 / np.sqrt((pre * pre).mean(axis=-1, keepdims=True) + _LAYER_NORM_EPS)
+                pre = pre * inv_std
+            if self.activation == "tanh":
+                out = np.tanh(pre)
+            else:
+                positive, negative = self.activation  # type: ignore[misc]
+                out = np.where(pre > 0, positive * pre, negative * pre)
+            cache.append((hidden, pre, out, inv_std))
+            hidden = out
+        weight, bias = self.head
+        return hidden @ weight.T + bias, cache
+
+    def backward(self, grad_out: np.ndarray, cache: list, grads: np.ndarray) -> None:
+        """
+        Per-row gradients of ``sum(grad_out * output)``, written into ``grads`` (one row per input row).
+
+        :param grad_out: gradient with respect to the head's output, ``(rows, out)``
+        :param cache: the forward pass's cache, restricted to the same rows
+        :param grads: ``(rows, n_params)`` buffer laid out as the flat parameter vector
+        """
+        n_rows = grad_out.shape[0]
+        weight, _ = self.head
+        w_off, b_off = self.head_offsets
+        last_hidden = cache[-1][2] if cache else None
+        _write_linear_grads(grads, w_off, b_off, grad_out, last_hidden)
+        grad_hidden = grad_out @ weight
+        for (weight, _), (w_off, b_off), (hidden, pre, out, inv_std) in zip(
+            reversed(self.weights), reversed(self.weight_offsets), reversed(cache)
+        ):
+            if self.activation == "tanh":
+                grad_pre = grad_hidden * (1.0 - out * out)
+            else:
+                positive, negative = self.activation  # type: ignore[misc]
+                grad_pre = grad_hidden * np.where(pre > 0, positive, negative)
+            if inv_std is not None:
+                # Backward of (z - mean(z)) / std(z): project out the mean and the normalised direction.
+                grad_pre = inv_std * (
+                    grad_pre
+                    - grad_pre.mean(axis=-1, keepdims=True)
+                    - pre * (grad_pre * pre).mean(axis=-1, keepdims=True)
+                )
+            _write_linear_grads(grads, w_off, b_off, grad_pre, hidden[:n_rows])
+            grad_hidden = grad_pre @ weight
+
+
+def _write_linear_grads(
+    grads: np.ndarray, weight_offset: int, bias_offset: int, grad_pre: np.ndarray, inputs: np.ndarray | None
+) -> None:
+    n_rows, n_out = grad_pre.shape
+    n_in = inputs.shape[1]  # type: ignore[union-attr]
+    block = grads[:, weight_offset : weight_offset + n_out * n_in].reshape(n_rows, n_out, n_in)
+    np.multiply(grad_pre[:, :, None], inputs[:, None, :], out=block)  # type: ignore[index]
+    grads[:, bias_offset : bias_offset + n_out] = grad_pre
+
+
+class NumpyActorCritic:
+    """
+    The actor and the critic of a supported policy (see :func:`supports_fast_path`) in NumPy.
+
+    :param policy: the policy; its parameters must be views of one flat vector laid out as ``offsets`` says
+    :param offsets: position of each parameter (by ``id``) in the flat vector
+    :param n_params: length of the flat vector
+    """
+
+    def __init__(self, policy: ActorCriticPolicy, offsets: dict[int, int], n_params: int) -> None:
+        extractor = policy.mlp_extractor
+        assert isinstance(extractor, StreamingMlpExtractor)
+        self.actor = _NumpyMLP(extractor.policy_net, policy.action_net, offsets)  # type: ignore[arg-type]
+        self.critic = _NumpyMLP(extractor.value_net, policy.value_net, offsets)  # type: ignore[arg-type]
+        self.gaussian = type(policy.action_dist) is DiagGaussianDistribution
+        if self.gaussian:
+            self.log_std = _np(policy.log_std)
+            self.log_std_offset = offsets[id(policy.log_std)]
+        self.n_params = n_params
+        self._grads: np.ndarray | None = None
+
+    def act(self, obs: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+        """
+        Sample actions (with torch's random generator, like the torch path) and keep what the update needs.
+
+        :param obs: normalised observations ``(n_envs, obs_dim)``, float32
+        :return: the actions and the actor's forward state
+        """
+        out, cache = self.actor.forward(obs)
+        state: dict[str, Any] = {"cache": cache}
+        if self.gaussian:
+            std = np.exp(self.log_std)
+            noise = th.randn(out.shape).numpy()
+            actions = out + std * noise
+            state.update(mean=out, std=std, noise=noise)
+            return actions.astype(np.float32), state
+        logits = out - out.max(axis=-1, keepdims=True)
+        log_probs = logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
+        probs = np.exp(log_probs)
+        uniform = th.rand((probs.shape[0], 1)).numpy()
+        actions = np.minimum((probs.cumsum(axis=-1) < uniform).sum(axis=-1), probs.shape[-1] - 1)
+        state.update(log_probs=log_probs, probs=probs, actions=actions)
+        return actions, state
+
+    def values(self, obs: np.ndarray) -> tuple[np.ndarray, list]:
+        """
+        :param obs: normalised observations ``(batch, obs_dim)``
+        :return: V(obs) ``(batch,)`` and the critic's forward state
+        """
+        out, cache = self.critic.forward(obs)
+        return out[:, 0], cache
+
+    def log_prob_entropy(self, state: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        """
+        :return: log pi(a|s) and the entropy of pi(.|s), each ``(n_envs,)``
+        """
+        if self.gaussian:
+            log_prob = (-0.5 * state["noise"] ** 2 - self.log_std - _HALF_LOG_2PI).sum(axis=-1)
+            entropy = np.full(log_prob.shape, (0.5 + _HALF_LOG_2PI + self.log_std).sum())
+            return log_prob, entropy
+        log_probs, probs, actions = state["log_probs"], state["probs"], state["actions"]
+        log_prob = np.take_along_axis(log_probs, actions[:, None], axis=1)[:, 0]
+        entropy = -(probs * log_probs).sum(axis=-1)
+        return log_prob, entropy
+
+    def gradients(
+        self, actor_state: dict[str, Any], critic_cache: list, entropy_weights: np.ndarray, entropy: np.ndarray
+    ) -> np.ndarray:
+        """
+        Per-env gradients of ``log pi(a|s) + entropy_weights * H(pi(.|s))`` (actor part of the flat vector) and of
+        ``V(s)`` (critic part), for the first ``n_envs`` rows of the critic's forward pass.
+
+        :param actor_state: from :meth:`act`
+        :param critic_cache: from :meth:`values`; its first ``n_envs`` rows are the states acted in
+        :param entropy_weights: weight of the entropy in the actor objective, per env
+        :param entropy: the entropy per env (from :meth:`log_prob_entropy`)
+        :return: ``(n_envs, n_params)`` gradients (a buffer reused at the next call)
+        """
+        n_envs = entropy_weights.shape[0]
+        if self._grads is None or self._grads.shape[0] != n_envs:
+            self._grads = np.zeros((n_envs, self.n_params), dtype=np.float32)
+        grads = self._grads
+        if self.gaussian:
+            # d log N(a; mu, std) / d mu = noise / std ; / d log_std = noise^2 - 1 ; d H / d log_std = 1
+            noise, std = actor_state["noise"], actor_state["std"]
+            grad_out = noise / std
+            grads[:, self.log_std_offset : self.log_std_offset + noise.shape[1]] = (
+                noise**2 - 1.0 + entropy_weights[:, None]
+            )
+        else:
+            log_probs, probs, actions = actor_state["log_probs"], actor_state["probs"], actor_state["actions"]
+            grad_out = -probs
+            grad_out[np.arange(n_envs), actions] += 1.0
+            # d H / d logits_j = -p_j (log p_j + H)
+            grad_out -= entropy_weights[:, None] * probs * (log_probs + entropy[:, None])
+        self.actor.backward(grad_out, actor_state["cache"], grads)
+        critic_rows = [(h[:n_envs], p[:n_envs], o[:n_envs], s[:n_envs] if s is not None else None) for h, p, o, s in critic_cache]
+        self.critic.backward(np.ones((n_envs, 1), dtype=np.float32), critic_rows, grads)
+        return grads

@@ -1,0 +1,55 @@
+"""Small helpers for batches of observations that are arrays or dicts of arrays (``Dict`` spaces)."""
+
+from typing import Any
+
+import numpy as np
+import torch as th
+
+ObsTensor = th.Tensor | dict[str, th.Tensor]
+
+
+def obs_row(obs: ObsTensor, idx: int) -> ObsTensor:
+    """Row ``idx`` of a batch."""
+    if isinstance(obs, dict):
+        return {key: value[idx] for key, value in obs.items()}
+    return obs[idx]
+
+
+def stack_obs_rows(rows: list[ObsTensor]) -> ObsTensor:
+    """A batch from rows."""
+    if isinstance(rows[0], dict):
+        return {key: th.stack([row[key] for row in rows]) for key in rows[0]}  # type: ignore[index]
+    return th.stack(rows)  # type: ignore[arg-type]
+
+
+def concat_obs(first: Any, second: Any) -> Any:
+    """Two batches (tensors, arrays, or dicts of either) one after the other along the batch axis."""
+    if isinstance(first, dict):
+        return {key: concat_obs(first[key], second[key]) for key in first}
+    if isinstance(first, th.Tensor):
+        return th.cat([first, second])
+    return np.concatenate([first, second])
+
+
+def with_terminal_obs(new_obs: Any, infos: list[dict[str, Any]], truncated: np.ndarray) -> Any:
+    """A copy of ``new_obs`` where each truncated env's row is its terminal observation (from the VecEnv's infos)."""
+    if isinstance(new_obs, dict):
+        result = {key: value.copy() for key, value in new_obs.items()}
+        for idx in np.flatnonzero(truncated):
+            for key in result:
+                result[key][idx] = infos[idx]["terminal_observation"][key]
+        return result
+    result = new_obs.copy()
+    for idx in np.flatnonzero(truncated):
+        result[idx] = infos[idx]["terminal_observation"]
+    return result
+
+
+def all_finite(obs: Any) -> bool:
+    """Whether every float entry of the observations is finite."""
+    arrays = obs.values() if isinstance(obs, dict) else [obs]
+    for array in arrays:
+        array = np.asarray(array)
+        if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+            return False
+    return True

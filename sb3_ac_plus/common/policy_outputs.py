@@ -1,0 +1,65 @@
+"""Forward passes of an SB3 actor-critic policy giving what an online update needs, with gradients."""
+
+import math
+from typing import NamedTuple
+
+import torch as th
+from stable_baselines3.common.distributions import CategoricalDistribution, DiagGaussianDistribution
+from stable_baselines3.common.policies import ActorCriticPolicy
+
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+class ActorOutputs(NamedTuple):
+    actions: th.Tensor
+    log_prob: th.Tensor
+    entropy: th.Tensor | None
+
+
+def actor_outputs(
+    policy: ActorCriticPolicy, obs: th.Tensor | dict[str, th.Tensor], actions: th.Tensor | None = None
+) -> ActorOutputs:
+    """
+    Actions (sampled when not given), their log-probabilities and the policy's entropy, each of shape ``(batch,)``
+    but the actions. Categorical and diagonal Gaussian policies are computed directly from the logits and the mean,
+    several times faster at batch size 1 than through a ``torch.distributions`` object; other distributions go
+    through SB3's.
+
+    :param policy: an SB3 actor-critic policy
+    :param obs: observation tensors (as ``obs_as_tensor`` gives them)
+    :param actions: actions to evaluate; None samples them (without gradient)
+    :return: the outputs, with gradients where they depend on the parameters
+    """
+    features = super(ActorCriticPolicy, policy).extract_features(obs, policy.pi_features_extractor)  # type: ignore[arg-type]
+    latent_pi = policy.mlp_extractor.forward_actor(features)
+    distribution = policy.action_dist
+    if type(distribution) is CategoricalDistribution:
+        log_probs = th.log_softmax(policy.action_net(latent_pi), dim=-1)
+        probs = log_probs.exp()
+        if actions is None:
+            # Inverse-CDF sampling: cheaper than torch.multinomial for one row.
+            uniform = th.rand((probs.shape[0], 1), device=probs.device)
+            actions = (probs.detach().cumsum(dim=-1) < uniform).sum(dim=-1).clamp_(max=probs.shape[-1] - 1)
+        log_prob = log_probs.gather(1, actions.long().unsqueeze(1)).squeeze(1)
+        entropy = -(probs * log_probs).sum(dim=-1)
+        return ActorOutputs(actions, log_prob, entropy)
+    if type(distribution) is DiagGaussianDistribution:
+        mean = policy.action_net(latent_pi)
+        log_std = policy.log_std
+        std = log_std.exp()
+        if actions is None:
+            actions = (mean + std * th.randn_like(mean)).detach()
+        log_prob = (-0.5 * ((actions - mean) / std) ** 2 - log_std - _HALF_LOG_2PI).sum(dim=-1)
+        entropy = (0.5 + _HALF_LOG_2PI + log_std).sum().expand(mean.shape[0])
+        return ActorOutputs(actions, log_prob, entropy)
+    dist = policy._get_action_dist_from_latent(latent_pi)
+    if actions is None:
+        actions = dist.get_actions().detach()
+    return ActorOutputs(actions, dist.log_prob(actions), dist.entropy())
+
+
+def critic_values(policy: ActorCriticPolicy, obs: th.Tensor | dict[str, th.Tensor]) -> th.Tensor:
+    """
+    :return: V(obs), shape ``(batch,)``
+    """
+    return policy.predict_values(obs).flatten()  # type: ignore[arg-type]

@@ -1,0 +1,69 @@
+"""Validation of OneStepAC's hyperparameters and spaces: a clear ValueError at construction."""
+
+import math
+
+import numpy as np
+from gymnasium import spaces
+from stable_baselines3.common.type_aliases import Schedule
+
+UPDATE_RULES = ("obgd", "sgd", "optimizer")
+
+_SUPPORTED_ACTION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
+_SUPPORTED_OBSERVATION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary, spaces.Dict)
+
+
+def check_spaces(observation_space: spaces.Space, action_space: spaces.Space) -> None:
+    if not isinstance(action_space, _SUPPORTED_ACTION_SPACES):
+        allowed = ", ".join(space.__name__ for space in _SUPPORTED_ACTION_SPACES)
+        raise ValueError(f"env: OneStepAC does not support the action space {action_space}; allowed: {allowed}")
+    if not isinstance(observation_space, _SUPPORTED_OBSERVATION_SPACES):
+        allowed = ", ".join(space.__name__ for space in _SUPPORTED_OBSERVATION_SPACES)
+        raise ValueError(f"env: OneStepAC does not support the observation space {observation_space}; allowed: {allowed}")
+
+
+def _check_step_size(name: str, value: float | Schedule | None, allow_none: bool = False) -> None:
+    if value is None:
+        if not allow_none:
+            raise ValueError(f"{name} must be a positive float or a schedule, got None")
+        return
+    start = value(1.0) if callable(value) else value
+    if not isinstance(start, (int, float)) or not math.isfinite(start) or start <= 0:
+        raise ValueError(f"{name} must be a positive finite float (or a schedule giving one), got {start!r}")
+
+
+def check_hyperparameters(
+    learning_rate: float | Schedule,
+    critic_learning_rate: float | Schedule | None,
+    n_steps: int,
+    gamma: float,
+    trace_lambda: float,
+    ent_coef: float,
+    update_rule: str,
+    actor_kappa: float,
+    critic_kappa: float,
+    clip_obs: float,
+) -> None:
+    """Raise a ValueError naming the first invalid hyperparameter and what is allowed."""
+    _check_step_size("learning_rate", learning_rate)
+    _check_step_size("critic_learning_rate", critic_learning_rate, allow_none=True)
+    if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 1:
+        raise ValueError(f"n_steps must be an integer >= 1, got {n_steps!r}")
+    for name, value in (("gamma", gamma), ("trace_lambda", trace_lambda)):
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+    if not (math.isfinite(ent_coef) and ent_coef >= 0.0):
+        raise ValueError(f"ent_coef must be a finite float >= 0, got {ent_coef!r}")
+    if update_rule not in UPDATE_RULES:
+        raise ValueError(f"update_rule must be one of {UPDATE_RULES}, got {update_rule!r}")
+    for name, value in (("actor_kappa", actor_kappa), ("critic_kappa", critic_kappa), ("clip_obs", clip_obs)):
+        if not (math.isfinite(value) and value > 0.0):
+            raise ValueError(f"{name} must be a positive finite float, got {value!r}")
+    if n_steps > 1 and trace_lambda > 0.0:
+        raise ValueError(
+            f"n_steps={n_steps} with trace_lambda={trace_lambda}: k-step returns and eligibility traces do not combine; "
+            "use n_steps=1 with traces, or trace_lambda=0 with n_steps > 1"
+        )
+    if update_rule == "optimizer" and trace_lambda > 0.0:
+        raise ValueError(
+            f"update_rule='optimizer' needs trace_lambda=0 (a torch optimizer has no eligibility traces), got {trace_lambda}"
+        )

@@ -1,0 +1,356 @@
+"""Tests of the Optuna tuner (tuning/): search spaces, zoo YAML, flags, embedded and PostgreSQL storages, workers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+# `tuning` is a folder of the repository, not part of the installed package
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tuning import load_hyperparameters, make_model
+from tuning.optimize import main, parse_arguments
+from tuning.search_spaces import sample_hyperparameters, searched_names
+from tuning.storage import StorageSpec, open_storage
+from tuning.zoo_format import format_policy_kwargs, format_zoo_block, parse_policy_kwargs, parse_zoo_yaml
+
+REPO = Path(__file__).resolve().parent.parent
+SCRIPT = REPO / "tuning" / "optimize.py"
+POSTGRES_URL = os.environ.get("TUNING_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
+JOURNAL = "optuna_journal.log"
+
+# A trial of about a second: A2C on CartPole, 2 seeds x 600 steps, 2 evaluations of 2 episodes.
+TINY = ["--n-timesteps", "600", "--n-evaluations", "2", "--eval-episodes", "2", "--n-seeds", "2", "--no-plots"]
+TINY += ["--verbose", "0"]
+
+
+def journal_study(output_dir: Path, study_name: str) -> optuna.Study:
+    storage = open_storage(StorageSpec(journal_path=str(output_dir / study_name / JOURNAL)))
+    return optuna.load_study(study_name=study_name, storage=storage)
+
+
+def states(study: optuna.Study) -> dict[int, TrialState]:
+    return {trial.number: trial.state for trial in study.get_trials(deepcopy=False)}
+
+
+def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout, cwd=REPO)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+# ---------------------------------------------------------------- search spaces and zoo YAML
+
+
+@pytest.mark.parametrize("algo", ["one_step_ac", "a2c", "ppo"])
+def test_sampled_hyperparameters_build_the_model(algo: str) -> None:
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(6):
+        trial = study.ask()
+        kwargs = sample_hyperparameters(trial, algo)
+        assert set(trial.params) <= set(searched_names(algo))
+        if algo == "one_step_ac":
+            assert kwargs["update_rule"] == "obgd"
+            assert kwargs["n_steps"] == 1 or kwargs["trace_lambda"] == 0.0
+        if algo == "ppo":
+            assert kwargs["batch_size"] <= kwargs["n_steps"]
+        block = format_zoo_block("CartPole-v1", kwargs, n_timesteps=1000)
+        model = make_model(algo, parse_zoo_yaml(block), "CartPole-v1", device="cpu")
+        assert model.gamma == kwargs["gamma"]
+        study.tell(trial, 0.0)
+
+
+def test_fixed_hyperparameters_replace_and_complete_the_search() -> None:
+    trial = optuna.create_study().ask()
+    fixed = {"gamma": 0.95, "net_arch": "tiny", "normalize_advantage": True, "policy_kwargs": {"ortho_init": False}}
+    kwargs = sample_hyperparameters(trial, "ppo", fixed)
+    assert kwargs["gamma"] == 0.95 and "gamma" not in trial.params
+    assert kwargs["policy_kwargs"]["net_arch"] == [64] and kwargs["policy_kwargs"]["ortho_init"] is False
+    assert kwargs["normalize_advantage"] is True  # not searched for PPO: passed to the constructor as is
+    assert "learning_rate" in trial.params
+
+
+def test_policy_kwargs_round_trip_and_refuse_code() -> None:
+    text = "dict(net_arch=dict(pi=[64], vf=[64, 64]), activation_fn=nn.ReLU, optimizer_class=th.optim.Adam)"
+    assert format_policy_kwargs(parse_policy_kwargs(text)) == text
+    for code in ["__import__('os').system('true')", "dict(activation_fn=open)", "dict(**x)", "[64, 64]"]:
+        with pytest.raises(ValueError, match="policy_kwargs"):
+            parse_policy_kwargs(code)
+
+
+def test_zoo_block_keeps_types() -> None:
+    block = format_zoo_block(
+        "CartPole-v1",
+        {"learning_rate": 1e-05, "ent_coef": 0.0, "n_steps": 8, "normalize_advantage": False, "update_rule": "obgd"},
+        n_timesteps=20_000,
+    )
+    loaded = yaml.safe_load(block)["CartPole-v1"]
+    assert loaded["learning_rate"] == 1e-05 and isinstance(loaded["learning_rate"], float)  # "1e-05" would be a str
+    assert loaded["n_timesteps"] == 20_000.0 and loaded["policy"] == "MlpPolicy"
+    assert loaded["normalize_advantage"] is False and loaded["update_rule"] == "obgd" and loaded["n_envs"] == 1
+
+
+# ---------------------------------------------------------------- flags
+
+
+@pytest.mark.parametrize(
+    ("argv", "flag", "hint"),
+    [
+        (["--algo", "sac"], "--algo", "one_step_ac"),
+        (["--n-seeds", "0"], "--n-seeds", ">= 1"),
+        (["--n-trials", "-3"], "--n-trials", ">= 1"),
+        (["--max-total-trials", "many"], "--max-total-trials", ">= 1"),
+        (["--storage", "postgres://u@h/db"], "--storage", "postgresql://"),
+        (["--storage", "postgresql://"], "--storage", "host and a database"),
+        (["--storage", "results"], "--storage", ".journal"),
+        (["--sampler", "cmaes"], "--sampler", "tpe"),
+        (["--pruner", "patient"], "--pruner", "hyperband"),
+        (["--objective", "median"], "--objective", "last"),
+        (["--fix", "not_a_hyperparameter=1"], "--fix", "learning_rate"),
+        (["--fix", "seed=3"], "--fix", "--seed"),
+        (["--fix", "gamma"], "--fix", "NAME=VALUE"),
+        (["--fix", "net_arch=huge"], "--fix", "small"),
+        (["--fix", "policy_kwargs=dict(activation_fn=os.system)"], "--fix", "not allowed"),
+        (["--env", "CartPol-v1"], "--env", "CartPole-v1"),
+        (["--n-timesteps", "3", "--n-evaluations", "5"], "--n-evaluations", "at most"),
+    ],
+)
+def test_invalid_flags_name_the_flag(argv: list[str], flag: str, hint: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        parse_arguments(argv)
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert flag in error and hint in error, error
+
+
+def test_invalid_flag_exit_code_from_the_command_line() -> None:
+    result = run_cli("--n-seeds", "0")
+    assert result.returncode == 2
+    assert "argument --n-seeds: expected an integer >= 1, got '0'" in result.stderr
+
+
+def test_help_explains_the_flags() -> None:
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for flag in ["--max-total-trials", "--n-seeds", "--objective", "--pruner", "--storage", "--n-jobs", "--fix"]:
+        assert flag in result.stdout
+
+
+# ---------------------------------------------------------------- embedded storage
+
+
+def test_default_algorithm_end_to_end_then_resume(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = [*TINY, "--output-dir", str(tmp_path), "--verbose", "1"]  # default algo and env: OneStepAC on CartPole
+    assert main([*args, "--n-trials", "3"]) == 0
+    study_dir = tmp_path / "one_step_ac-CartPole-v1"
+    printed = capsys.readouterr().out
+    assert "Best hyperparameters" in printed and "CartPole-v1:" in printed
+
+    study = journal_study(tmp_path, "one_step_ac-CartPole-v1")
+    assert sorted(states(study)) == [0, 1, 2]
+    best = study.best_trial
+    assert best.user_attrs["env_steps"] >= 2 * 600 and len(best.user_attrs["seed_scores"]) == 2
+    assert len(best.intermediate_values) == 2
+
+    hyperparameters = load_hyperparameters(study_dir / "best_hyperparameters.yml")
+    assert hyperparameters.env_id == "CartPole-v1" and hyperparameters.n_timesteps == 600
+    assert hyperparameters.kwargs["learning_rate"] == best.params["learning_rate"]  # real names and values
+    assert "one_minus_gamma" not in (study_dir / "best_hyperparameters.yml").read_text()
+    model = make_model("one_step_ac", study_dir / "best_hyperparameters.yml", seed=0, device="cpu")
+    model.learn(50)
+    assert model.num_timesteps == 50
+
+    csv_lines = (study_dir / "trials.csv").read_text().splitlines()
+    assert len(csv_lines) == 1 + 3 and "params_learning_rate" in csv_lines[0]
+
+    # the same command resumes the study: --n-trials counts the new trials
+    assert main([*args, "--n-trials", "1", "--verbose", "0"]) == 0
+    study = journal_study(tmp_path, "one_step_ac-CartPole-v1")
+    assert sorted(states(study)) == [0, 1, 2, 3]
+
+
+def test_plots_are_written(tmp_path: Path) -> None:
+    argv = [*TINY, "--algo", "a2c", "--n-trials", "3", "--output-dir", str(tmp_path)]
+    argv.remove("--no-plots")
+    assert main(argv) == 0
+    study_dir = tmp_path / "a2c-CartPole-v1"
+    for name in ["optimization_history", "param_importances", "intermediate_values", "slice"]:
+        assert (study_dir / f"{name}.png").stat().st_size > 1000
+
+
+def test_diverging_trial_is_recorded_and_the_study_goes_on(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # trial 0 gets an absurd learning rate, which makes A2C's logits NaN within a few updates
+    storage = open_storage(StorageSpec(journal_path=str(tmp_path / "a2c-CartPole-v1" / JOURNAL)))
+    optuna.create_study(study_name="a2c-CartPole-v1", storage=storage, direction="maximize").enqueue_trial(
+        {"learning_rate": 1e20, "n_steps": 8}, skip_if_exists=False
+    )
+    assert main([*TINY, "--algo", "a2c", "--n-trials", "2", "--output-dir", str(tmp_path)]) == 0
+    study = journal_study(tmp_path, "a2c-CartPole-v1")
+    diverged, healthy = study.get_trials()
+    assert diverged.state == TrialState.PRUNED and diverged.user_attrs["pruned_by"] == "divergence"
+    assert diverged.user_attrs["fail_reason"].startswith("diverged at step")
+    assert healthy.state == TrialState.COMPLETE
+    assert "1 of the pruned diverged" in capsys.readouterr().out
+
+
+def test_only_diverging_trials_leave_no_best(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # OneStepAC's plain SGD rule with a step size of 1000 gives a NaN TD error at once
+    argv = [*TINY, "--fix", "update_rule=sgd", "learning_rate=1000.0", "--n-trials", "2", "--output-dir", str(tmp_path)]
+    assert main(argv) == 0
+    study = journal_study(tmp_path, "one_step_ac-CartPole-v1")
+    for trial in study.get_trials():
+        assert trial.state == TrialState.PRUNED
+        assert "NonFiniteError" in trial.user_attrs["fail_reason"] or "nan" in trial.user_attrs["fail_reason"].lower()
+    assert "No trial completed" in capsys.readouterr().out
+    assert not (tmp_path / "one_step_ac-CartPole-v1" / "best_hyperparameters.yml").exists()
+
+
+def test_two_worker_processes_respect_the_cap(tmp_path: Path) -> None:
+    args = [*TINY, "--algo", "a2c", "--n-timesteps", "1500", "--n-jobs", "2", "--n-trials", "10", "--max-total-trials", "4"]
+    result = run_cli(*args, "--output-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    trials = journal_study(tmp_path, "a2c-CartPole-v1").get_trials()
+    finished = [trial for trial in trials if trial.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) == 4
+    assert not [trial for trial in trials if trial.state == TrialState.RUNNING]
+    assert len({trial.user_attrs["worker"] for trial in finished}) == 2  # both processes ran trials
+
+
+def test_sigkill_then_resume_on_the_embedded_storage(tmp_path: Path) -> None:
+    args = [*TINY, "--algo", "a2c", "--n-timesteps", "3000", "--output-dir", str(tmp_path)]
+    worker = subprocess.Popen([sys.executable, str(SCRIPT), *args, "--n-trials", "20"], cwd=REPO, stdout=subprocess.DEVNULL)
+    journal = tmp_path / "a2c-CartPole-v1" / JOURNAL
+
+    def completed_and_running() -> bool:
+        if not journal.exists():
+            return False
+        trials = journal_study(tmp_path, "a2c-CartPole-v1").get_trials(deepcopy=False)
+        running = [t for t in trials if t.state == TrialState.RUNNING and "hyperparameters" in t.user_attrs]
+        return any(t.state == TrialState.COMPLETE for t in trials) and bool(running)
+
+    try:
+        wait_for(completed_and_running, 90, "a completed trial and a running one")
+        worker.send_signal(signal.SIGKILL)
+    finally:
+        worker.kill()
+        worker.wait()
+    before = states(journal_study(tmp_path, "a2c-CartPole-v1"))
+    killed = [number for number, state in before.items() if state == TrialState.RUNNING]
+    assert len(killed) == 1
+
+    result = run_cli(*args, "--n-trials", "1")
+    assert result.returncode == 0, result.stderr
+    study = journal_study(tmp_path, "a2c-CartPole-v1")
+    after = states(study)
+    assert after[killed[0]] == TrialState.FAIL
+    assert "died" in study.trials[killed[0]].user_attrs["fail_reason"]
+    for number, state in before.items():
+        if state == TrialState.COMPLETE:
+            assert after[number] == TrialState.COMPLETE
+    assert len(after) == len(before) + 1 and after[max(after)] == TrialState.COMPLETE
+
+
+# ---------------------------------------------------------------- PostgreSQL
+
+
+@pytest.fixture
+def postgres_study() -> Iterator[tuple[str, str]]:
+    """A fresh study name on the PostgreSQL server; fails under CI when the server is down, skips elsewhere."""
+    import psycopg2
+
+    url = POSTGRES_URL
+    try:
+        psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="test", connect_timeout=3).close()
+    except psycopg2.OperationalError as error:
+        message = f"PostgreSQL at {url} is unreachable: {error}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    name = f"test-tuning-{uuid.uuid4().hex[:12]}"
+    yield url, name
+    try:
+        optuna.delete_study(study_name=name, storage=url)
+    except KeyError:
+        pass
+
+
+@pytest.mark.postgres
+def test_two_workers_share_a_postgres_study_with_a_cap(postgres_study: tuple[str, str], tmp_path: Path) -> None:
+    url, name = postgres_study
+    # twice the usual steps per trial, so that both workers are up before the cap is reached
+    args = [*TINY, "--algo", "a2c", "--n-timesteps", "1500", "--storage", url, "--study-name", name]
+    argv = [sys.executable, str(SCRIPT), *args, "--n-trials", "10", "--max-total-trials", "4", "--output-dir", str(tmp_path)]
+    workers = [subprocess.Popen(argv, cwd=REPO, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for worker in workers:
+        _, stderr = worker.communicate(timeout=180)
+        assert worker.returncode == 0, stderr
+    trials = optuna.load_study(study_name=name, storage=url).get_trials()
+    finished = [trial for trial in trials if trial.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) == 4
+    numbers = [trial.number for trial in trials]
+    assert len(numbers) == len(set(numbers))
+    assert not [trial for trial in trials if trial.state == TrialState.RUNNING]
+    assert len({trial.user_attrs["worker"] for trial in finished}) == 2
+
+
+@pytest.mark.postgres
+def test_sigkill_on_postgres_fails_the_trial_by_heartbeat_then_resume(postgres_study: tuple[str, str], tmp_path: Path) -> None:
+    url, name = postgres_study
+    heartbeat = ["--heartbeat-interval", "1", "--grace-period", "2"]
+    args = [*TINY, "--algo", "a2c", "--n-timesteps", "3000", "--storage", url, "--study-name", name, *heartbeat]
+    args += ["--output-dir", str(tmp_path)]
+    worker = subprocess.Popen([sys.executable, str(SCRIPT), *args, "--n-trials", "20"], cwd=REPO, stdout=subprocess.DEVNULL)
+
+    def study_states() -> dict[int, TrialState]:
+        try:
+            return states(optuna.load_study(study_name=name, storage=url))
+        except KeyError:
+            return {}
+
+    def completed_and_running() -> bool:
+        current = study_states()
+        return TrialState.COMPLETE in current.values() and TrialState.RUNNING in current.values()
+
+    try:
+        wait_for(completed_and_running, 90, "a completed trial and a running one")
+        worker.send_signal(signal.SIGKILL)
+    finally:
+        worker.kill()
+        worker.wait()
+    before = study_states()
+    killed = [number for number, state in before.items() if state == TrialState.RUNNING]
+    assert len(killed) == 1
+
+    # Optuna's heartbeat check, as any other worker (on any machine) runs it before each trial
+    time.sleep(3)
+    spec = StorageSpec(url=url, heartbeat_interval=1, grace_period=2)
+    study = optuna.load_study(study_name=name, storage=open_storage(spec))
+    optuna.storages.fail_stale_trials(study)
+    assert states(study)[killed[0]] == TrialState.FAIL
+
+    result = run_cli(*args, "--n-trials", "1")
+    assert result.returncode == 0, result.stderr
+    after = study_states()
+    for number, state in before.items():
+        if state == TrialState.COMPLETE:
+            assert after[number] == TrialState.COMPLETE
+    assert after[killed[0]] == TrialState.FAIL
+    assert len(after) == len(before) + 1 and after[max(after)] == TrialState.COMPLETE
