@@ -115,14 +115,14 @@ def build_parser() -> argparse.ArgumentParser:
     """
     parser = argparse.ArgumentParser(
         prog="python tuning/optimize.py",
-        description="Tune the hyperparameters of an actor-critic with Optuna: several seeds per trial, pruning on "
+        description="Tune the hyperparameters of an actor-critic with Optuna: several seeds per trial, pruning on\n"
         "intermediate evaluations, resumable studies shared by worker processes and machines.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     what = parser.add_argument_group("what to tune")
     what.add_argument("--algo", choices=list(ALGORITHMS), default="one_step_ac", help="algorithm (default: one_step_ac)")
-    what.add_argument("--env", default="CartPole-v1", help="Gymnasium environment id (default: CartPole-v1)")
+    what.add_argument("--env", metavar="ENV_ID", default="CartPole-v1", help="Gymnasium environment id (default: CartPole-v1)")
     what.add_argument(
         "--fix",
         nargs="+",
@@ -137,18 +137,29 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--device", default="cpu", help="torch device of the models (default: cpu)")
 
     trial = parser.add_argument_group("one trial")
-    trial.add_argument("--n-timesteps", type=_positive_int, default=10_000, help="training steps per seed (default: 10000)")
     trial.add_argument(
-        "--n-seeds", type=_positive_int, default=2, help="training seeds per trial, averaged into its value (default: 2)"
+        "--n-timesteps", metavar="N", type=_positive_int, default=10_000, help="training steps per seed (default: 10000)"
+    )
+    trial.add_argument(
+        "--n-seeds",
+        metavar="N",
+        type=_positive_int,
+        default=2,
+        help="training seeds per trial, averaged into its value (default: 2)",
     )
     trial.add_argument(
         "--n-evaluations",
+        metavar="N",
         type=_positive_int,
         default=5,
         help="evaluations per seed, evenly spaced; each reports the mean over seeds to the pruner (default: 5)",
     )
     trial.add_argument(
-        "--eval-episodes", type=_positive_int, default=5, help="deterministic episodes per evaluation (default: 5)"
+        "--eval-episodes",
+        metavar="N",
+        type=_positive_int,
+        default=5,
+        help="deterministic episodes per evaluation (default: 5)",
     )
     trial.add_argument(
         "--objective",
@@ -157,20 +168,35 @@ def build_parser() -> argparse.ArgumentParser:
         help="how the evaluation curve (mean over seeds) becomes the trial's value: 'last' evaluation, 'best' "
         "evaluation, or 'mean' over evaluations, which rewards learning fast and is the least noisy (default: mean)",
     )
-    trial.add_argument("--seed", type=int, default=0, help="first training seed and sampler seed (default: 0)")
+    trial.add_argument(
+        "--seed",
+        metavar="SEED",
+        type=int,
+        default=0,
+        help="training seeds are SEED, SEED+1, ...; the sampler is seeded from it (default: 0)",
+    )
 
     search = parser.add_argument_group("search")
     search.add_argument(
-        "--n-trials", type=_positive_int, default=10, help="new trials for this run, all workers together (default: 10)"
+        "--n-trials",
+        metavar="N",
+        type=_positive_int,
+        default=10,
+        help="new trials for this run, all workers together (default: 10)",
     )
     search.add_argument(
         "--max-total-trials",
+        metavar="N",
         type=_positive_int,
         default=None,
         help="cap on the study's trials (complete, pruned or running) across all workers and machines",
     )
     search.add_argument(
-        "--timeout", type=_positive_float, default=None, help="seconds after which this run starts no new trial"
+        "--timeout",
+        metavar="SECONDS",
+        type=_positive_float,
+        default=None,
+        help="seconds after which this run starts no new trial",
     )
     search.add_argument(
         "--sampler",
@@ -186,12 +212,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     search.add_argument(
         "--n-startup-trials",
+        metavar="N",
         type=_non_negative_int,
         default=5,
         help="random trials before the sampler's model, finished trials before median pruning (default: 5)",
     )
     search.add_argument(
         "--n-warmup-evaluations",
+        metavar="N",
         type=_non_negative_int,
         default=None,
         help="evaluations of a trial that are never pruned (default: a third of --n-evaluations, at least 1)",
@@ -200,23 +228,32 @@ def build_parser() -> argparse.ArgumentParser:
     run = parser.add_argument_group("storage and workers")
     run.add_argument(
         "--storage",
+        metavar="URL_OR_FILE",
         type=_storage,
         default=None,
         help="where the study lives: sqlite:///file.db, postgresql://user@host/db, or a journal file *.log "
         "(default: a journal file in the study's output folder)",
     )
-    run.add_argument("--study-name", default=None, help="study name (default: <algo>-<env>); the same name resumes")
     run.add_argument(
-        "--n-jobs", type=_positive_int, default=1, help="worker processes on this machine, one trial each (default: 1)"
+        "--study-name", metavar="NAME", default=None, help="study name (default: <algo>-<env>); the same name resumes"
+    )
+    run.add_argument(
+        "--n-jobs",
+        metavar="N",
+        type=_positive_int,
+        default=1,
+        help="worker processes on this machine, one trial each (default: 1)",
     )
     run.add_argument(
         "--heartbeat-interval",
+        metavar="SECONDS",
         type=_positive_int,
         default=10,
         help="database storages: seconds between heartbeats of a running trial (default: 10)",
     )
     run.add_argument(
         "--grace-period",
+        metavar="SECONDS",
         type=_positive_int,
         default=30,
         help="database storages: seconds without heartbeat before a running trial is marked failed (default: 30)",
@@ -225,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     out = parser.add_argument_group("outputs")
     out.add_argument(
         "--output-dir",
+        metavar="DIR",
         default=DEFAULT_OUTPUT_DIR,
         help=f"outputs go to <output-dir>/<study-name>/ (default: {DEFAULT_OUTPUT_DIR})",
     )

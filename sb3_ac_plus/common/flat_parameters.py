@@ -1,9 +1,11 @@
 """Parameters as views of one contiguous vector, so that per-step trace arithmetic is a few tensor operations."""
 
+from collections.abc import Sequence
+
 import torch as th
 
 
-def flatten_parameters_(params: list[th.Tensor]) -> th.Tensor:
+def flatten_parameters_(params: Sequence[th.Tensor]) -> th.Tensor:
     """
     Move the data of ``params`` into one contiguous vector and make each parameter a view of it.
 
@@ -24,7 +26,7 @@ def flatten_parameters_(params: list[th.Tensor]) -> th.Tensor:
     return flat
 
 
-def is_view_of(params: list[th.Tensor], flat: th.Tensor) -> bool:
+def is_view_of(params: Sequence[th.Tensor], flat: th.Tensor) -> bool:
     """
     :return: whether every parameter still lives in ``flat`` at its place (``policy.to(device)`` breaks this)
     """

@@ -9,7 +9,7 @@ PPO all use it, and the NumPy arrays here are views of its parameters, so every 
 """
 
 import math
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch as th
@@ -25,14 +25,14 @@ _LAYER_NORM_EPS = 1e-5  # torch's default for F.layer_norm
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
-def _activation(module: nn.Module) -> tuple[float, float] | str | None:
-    """The activation as a (positive slope, negative slope) pair when piecewise linear, "tanh", or None if unknown."""
+def _activation(module: nn.Module) -> float | None:
+    """The activation as its slope for negative inputs (LeakyReLU, ReLU), ``nan`` for Tanh, None if unsupported."""
     if type(module) is nn.LeakyReLU:
-        return (1.0, float(module.negative_slope))
+        return float(module.negative_slope)
     if type(module) is nn.ReLU:
-        return (1.0, 0.0)
+        return 0.0
     if type(module) is nn.Tanh:
-        return "tanh"
+        return math.nan
     return None
 
 
@@ -58,7 +58,8 @@ def supports_fast_path(policy: ActorCriticPolicy, observation_space: spaces.Spac
     )
 
 
-def _np(param: th.Tensor) -> np.ndarray:
+def _np(param: th.Tensor | nn.Module) -> np.ndarray:
+    assert isinstance(param, th.Tensor)
     return param.detach().numpy()
 
 
@@ -71,7 +72,10 @@ class _NumpyMLP:
         self.head = (_np(head.weight), _np(head.bias))
         self.head_offsets = (offsets[id(head.weight)], offsets[id(head.bias)])
         self.layer_norm = mlp.layer_norm
-        self.activation = _activation(mlp.activation)
+        negative_slope = _activation(mlp.activation)
+        assert negative_slope is not None, f"unsupported activation {mlp.activation}"
+        self.tanh = math.isnan(negative_slope)
+        self.negative_slope = negative_slope
 
     def forward(self, x: np.ndarray) -> tuple[np.ndarray, list]:
         """
@@ -87,11 +91,7 @@ class _NumpyMLP:
                 pre = pre - pre.mean(axis=-1, keepdims=True)
                 inv_std = 1.0 / np.sqrt((pre * pre).mean(axis=-1, keepdims=True) + _LAYER_NORM_EPS)
                 pre = pre * inv_std
-            if self.activation == "tanh":
-                out = np.tanh(pre)
-            else:
-                positive, negative = self.activation  # type: ignore[misc]
-                out = np.where(pre > 0, positive * pre, negative * pre)
+            out = np.tanh(pre) if self.tanh else np.where(pre > 0, pre, self.negative_slope * pre)
             cache.append((hidden, pre, out, inv_std))
             hidden = out
         weight, bias = self.head
@@ -112,19 +112,16 @@ class _NumpyMLP:
         _write_linear_grads(grads, w_off, b_off, grad_out, last_hidden)
         grad_hidden = grad_out @ weight
         for (weight, _), (w_off, b_off), (hidden, pre, out, inv_std) in zip(
-            reversed(self.weights), reversed(self.weight_offsets), reversed(cache)
+            reversed(self.weights), reversed(self.weight_offsets), reversed(cache), strict=True
         ):
-            if self.activation == "tanh":
+            if self.tanh:
                 grad_pre = grad_hidden * (1.0 - out * out)
             else:
-                positive, negative = self.activation  # type: ignore[misc]
-                grad_pre = grad_hidden * np.where(pre > 0, positive, negative)
+                grad_pre = grad_hidden * np.where(pre > 0, 1.0, self.negative_slope)
             if inv_std is not None:
                 # Backward of (z - mean(z)) / std(z): project out the mean and the normalised direction.
                 grad_pre = inv_std * (
-                    grad_pre
-                    - grad_pre.mean(axis=-1, keepdims=True)
-                    - pre * (grad_pre * pre).mean(axis=-1, keepdims=True)
+                    grad_pre - grad_pre.mean(axis=-1, keepdims=True) - pre * (grad_pre * pre).mean(axis=-1, keepdims=True)
                 )
             _write_linear_grads(grads, w_off, b_off, grad_pre, hidden[:n_rows])
             grad_hidden = grad_pre @ weight
@@ -150,14 +147,12 @@ class NumpyActorCritic:
     """
 
     def __init__(self, policy: ActorCriticPolicy, offsets: dict[int, int], n_params: int) -> None:
-        extractor = policy.mlp_extractor
-        assert isinstance(extractor, StreamingMlpExtractor)
+        extractor = cast(StreamingMlpExtractor, policy.mlp_extractor)
         self.actor = _NumpyMLP(extractor.policy_net, policy.action_net, offsets)  # type: ignore[arg-type]
         self.critic = _NumpyMLP(extractor.value_net, policy.value_net, offsets)  # type: ignore[arg-type]
         self.gaussian = type(policy.action_dist) is DiagGaussianDistribution
-        if self.gaussian:
-            self.log_std = _np(policy.log_std)
-            self.log_std_offset = offsets[id(policy.log_std)]
+        self.log_std = _np(policy.log_std) if self.gaussian else np.zeros(0, dtype=np.float32)
+        self.log_std_offset = offsets[id(policy.log_std)] if self.gaussian else 0
         self.n_params = n_params
         self._grads: np.ndarray | None = None
 
@@ -226,9 +221,7 @@ class NumpyActorCritic:
             # d log N(a; mu, std) / d mu = noise / std ; / d log_std = noise^2 - 1 ; d H / d log_std = 1
             noise, std = actor_state["noise"], actor_state["std"]
             grad_out = noise / std
-            grads[:, self.log_std_offset : self.log_std_offset + noise.shape[1]] = (
-                noise**2 - 1.0 + entropy_weights[:, None]
-            )
+            grads[:, self.log_std_offset : self.log_std_offset + noise.shape[1]] = noise**2 - 1.0 + entropy_weights[:, None]
         else:
             log_probs, probs, actions = actor_state["log_probs"], actor_state["probs"], actor_state["actions"]
             grad_out = -probs
@@ -236,6 +229,9 @@ class NumpyActorCritic:
             # d H / d logits_j = -p_j (log p_j + H)
             grad_out -= entropy_weights[:, None] * probs * (log_probs + entropy[:, None])
         self.actor.backward(grad_out, actor_state["cache"], grads)
-        critic_rows = [(h[:n_envs], p[:n_envs], o[:n_envs], s[:n_envs] if s is not None else None) for h, p, o, s in critic_cache]
+        critic_rows = [
+            (hidden[:n_envs], pre[:n_envs], out[:n_envs], None if inv_std is None else inv_std[:n_envs])
+            for hidden, pre, out, inv_std in critic_cache
+        ]
         self.critic.backward(np.ones((n_envs, 1), dtype=np.float32), critic_rows, grads)
         return grads

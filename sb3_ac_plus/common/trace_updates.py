@@ -6,6 +6,7 @@ from at this step (one per env in the one-step case). The functions take torch t
 NumPy fast path works on NumPy views of the same memory).
 """
 
+import math
 from typing import TypeVar
 
 import numpy as np
@@ -64,12 +65,17 @@ def obgd_step_sizes(delta: Array, direction: Array, learning_rate: float, kappa:
     return learning_rate / (learning_rate * kappa * abs(delta).clip(1.0, None) * norms).clip(1.0, None)
 
 
-def add_weighted_(params: Array, direction: Array, weights: Array) -> None:
+def add_weighted_(params: Array, direction: Array, weights: Array) -> bool:
     """
-    In place: ``params += sum_r weights[r] * direction[r]``.
+    In place: ``params += sum_r weights[r] * direction[r]``, unless the result would not be finite.
 
     :param params: the parameter vector to update
     :param direction: ``(n_rows, n_params)``
     :param weights: ``(n_rows,)``
+    :return: whether the update was applied (False: it would have written a NaN or an infinity; params unchanged)
     """
-    params += weights @ direction
+    updated = params + weights @ direction
+    if not math.isfinite(float(updated.sum())):
+        return False
+    params[:] = updated
+    return True

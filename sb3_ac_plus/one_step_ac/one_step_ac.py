@@ -194,10 +194,11 @@ class OneStepAC(OnPolicyAlgorithm):
             self._reward_scaler = RewardScaler(self.n_envs, self.gamma) if self.normalize_rewards else None
             self._n_updates = 0
             self._reset_episode_state()
-        if getattr(self, "_torch_rng_state", None) is not None:
+        saved_rng_state = getattr(self, "_torch_rng_state", None)
+        if saved_rng_state is not None:
             # Resuming from a saved model continues the exact sampling sequence of the saved run.
-            th.set_rng_state(self._torch_rng_state)
-        self._torch_rng_state = None
+            th.set_rng_state(saved_rng_state)
+        self._torch_rng_state: th.Tensor | None = None
         self._norm_obs: Any = None
         self._fast: NumpyActorCritic | None = None
         self._use_fast_path = True
@@ -219,9 +220,9 @@ class OneStepAC(OnPolicyAlgorithm):
         critic_grads = th.autograd.grad(critic_values(self.policy, obs_tensor).sum(), params, allow_unused=True)
         in_actor = [g is not None for g in actor_grads]
         in_critic = [g is not None for g in critic_grads]
-        actor_only = [p for p, a, c in zip(params, in_actor, in_critic) if a and not c]
-        shared = [p for p, a, c in zip(params, in_actor, in_critic) if a and c]
-        critic_only = [p for p, a, c in zip(params, in_actor, in_critic) if c and not a]
+        actor_only = [p for p, a, c in zip(params, in_actor, in_critic, strict=True) if a and not c]
+        shared = [p for p, a, c in zip(params, in_actor, in_critic, strict=True) if a and c]
+        critic_only = [p for p, a, c in zip(params, in_actor, in_critic, strict=True) if c and not a]
         self._actor_params = actor_only + shared
         self._critic_params = shared + critic_only
         self._trained_params = actor_only + shared + critic_only
@@ -455,7 +456,7 @@ class OneStepAC(OnPolicyAlgorithm):
         bootstrap_obs = next_obs
         if truncated.any():
             bootstrap_obs = self._normalize_obs(with_terminal_obs(new_obs, infos, truncated), update_stats=False)
-        self._last_obs = new_obs
+        self._last_obs = new_obs  # type: ignore[assignment]
         self._last_episode_starts = dones
         self._norm_obs = next_obs
         return new_obs, rewards, dones, infos, next_obs, bootstrap_obs, learn_rewards, terminated
@@ -642,8 +643,14 @@ class OneStepAC(OnPolicyAlgorithm):
         else:
             actor_steps, critic_steps = delta * 0.0 + actor_lr, delta * 0.0 + critic_lr
         scale = delta / self.n_envs
-        add_weighted_(actor_params, actor_grads, actor_steps * scale)
-        add_weighted_(critic_params, critic_grads, critic_steps * scale)
+        if not (
+            add_weighted_(critic_params, critic_grads, critic_steps * scale)
+            and add_weighted_(actor_params, actor_grads, actor_steps * scale)
+        ):
+            raise NonFiniteError(
+                f"OneStepAC: the update at step {self.num_timesteps} would make parameters non-finite "
+                "(the step sizes are too large for these rewards); it was not applied"
+            )
         self._n_updates += 1
         if self._track_stats:
             self._accumulate_log_stats(
@@ -729,7 +736,7 @@ class OneStepAC(OnPolicyAlgorithm):
 
     def _record_log_stats(self) -> None:
         if self._log_count > 0:
-            for name, value in zip(_STAT_NAMES, self._log_stats / self._log_count):
+            for name, value in zip(_STAT_NAMES, self._log_stats / self._log_count, strict=True):
                 self.logger.record(f"train/{name}", float(value))
         self.logger.record("train/learning_rate", self.lr_schedule(self._current_progress_remaining))
         self.logger.record("train/critic_learning_rate", self.critic_lr_schedule(self._current_progress_remaining))

@@ -1,5 +1,6 @@
 """The streaming actor-critic policy: the networks that keep batch-size-1 online learning stable."""
 
+import itertools
 from typing import Any
 
 import torch as th
@@ -36,13 +37,13 @@ class StreamingMLP(nn.Module):
         if any(not isinstance(size, int) or size <= 0 for size in layer_sizes):
             raise ValueError(f"net_arch: layer sizes must be positive integers, got {layer_sizes}")
         sizes = [input_dim, *layer_sizes]
-        self.linears = nn.ModuleList(nn.Linear(n_in, n_out) for n_in, n_out in zip(sizes[:-1], sizes[1:]))
+        self.linears = nn.ModuleList(nn.Linear(n_in, n_out) for n_in, n_out in itertools.pairwise(sizes))
         self.activation = activation_fn()
         self.layer_norm = layer_norm
 
     def forward(self, x: th.Tensor) -> th.Tensor:
         for linear in self.linears:
-            x = F.linear(x, linear.weight, linear.bias)
+            x = F.linear(x, linear.weight, linear.bias)  # type: ignore[arg-type]
             if self.layer_norm:
                 x = F.layer_norm(x, x.shape[-1:])
             x = self.activation(x)
@@ -164,7 +165,7 @@ class StreamingActorCriticPolicy(ActorCriticPolicy):
         )
 
     def _build_mlp_extractor(self) -> None:
-        self.mlp_extractor = StreamingMlpExtractor(
+        self.mlp_extractor = StreamingMlpExtractor(  # type: ignore[assignment]
             self.features_dim,
             net_arch=self.net_arch,  # type: ignore[arg-type]
             activation_fn=self.activation_fn,
@@ -191,16 +192,20 @@ class StreamingActorCriticPolicy(ActorCriticPolicy):
 
 
 class StreamingActorCriticCnnPolicy(StreamingActorCriticPolicy):
-    """:class:`StreamingActorCriticPolicy` with SB3's NatureCNN features extractor, for image observations."""
+    """:class:`StreamingActorCriticPolicy` with SB3's NatureCNN features extractor by default, for images."""
 
-    def __init__(self, *args: Any, features_extractor_class: type[BaseFeaturesExtractor] = NatureCNN, **kwargs: Any):
-        super().__init__(*args, features_extractor_class=features_extractor_class, **kwargs)
+    def __init__(
+        self, observation_space: spaces.Space, action_space: spaces.Space, lr_schedule: Schedule, **kwargs: Any
+    ) -> None:
+        kwargs.setdefault("features_extractor_class", NatureCNN)
+        super().__init__(observation_space, action_space, lr_schedule, **kwargs)
 
 
 class StreamingMultiInputActorCriticPolicy(StreamingActorCriticPolicy):
-    """:class:`StreamingActorCriticPolicy` with SB3's CombinedExtractor, for ``Dict`` observations."""
+    """:class:`StreamingActorCriticPolicy` with SB3's CombinedExtractor by default, for ``Dict`` observations."""
 
     def __init__(
-        self, *args: Any, features_extractor_class: type[BaseFeaturesExtractor] = CombinedExtractor, **kwargs: Any
-    ):
-        super().__init__(*args, features_extractor_class=features_extractor_class, **kwargs)
+        self, observation_space: spaces.Space, action_space: spaces.Space, lr_schedule: Schedule, **kwargs: Any
+    ) -> None:
+        kwargs.setdefault("features_extractor_class", CombinedExtractor)
+        super().__init__(observation_space, action_space, lr_schedule, **kwargs)

@@ -1,0 +1,264 @@
+"""The update rule itself, checked against references computed by hand with torch autograd."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from sb3_ac_plus import OneStepAC
+from sb3_ac_plus.common.numpy_fast_path import NumpyActorCritic
+from sb3_ac_plus.common.policy_outputs import actor_outputs, critic_values
+
+GAMMA = 0.9
+
+
+class RecordingEnv(gym.Env):
+    """Random 3-d observations, a reward that depends on the action, episodes of fixed length; records everything."""
+
+    def __init__(self, episode_length: int = 50, truncate: bool = False, continuous: bool = False) -> None:
+        super().__init__()
+        self.observation_space = spaces.Box(-5.0, 5.0, shape=(3,), dtype=np.float32)
+        # Wide bounds: actions are never clipped, so the recorded action is the sampled one.
+        self.action_space = spaces.Box(-100.0, 100.0, shape=(2,)) if continuous else spaces.Discrete(3)
+        self.episode_length = episode_length
+        self.truncate = truncate
+        self.actions: list = []
+        self.observations: list[np.ndarray] = []  # every observation returned, resets included
+        self.rewards: list[float] = []
+        self._t = 0
+
+    def _obs(self) -> np.ndarray:
+        obs = self.np_random.normal(size=3).astype(np.float32)
+        self.observations.append(obs)
+        return obs
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self._t = 0
+        return self._obs(), {}
+
+    def step(self, action):
+        self.actions.append(np.array(action))
+        self._t += 1
+        reward = float(np.sum(action) == 1) + 0.5 * float(self._t)
+        self.rewards.append(reward)
+        end = self._t >= self.episode_length
+        return self._obs(), reward, end and not self.truncate, end and self.truncate, {}
+
+
+def _model(env: gym.Env, fast: bool, **kwargs) -> OneStepAC:
+    params = dict(
+        learning_rate=0.05,
+        critic_learning_rate=0.2,
+        gamma=GAMMA,
+        trace_lambda=0.0,
+        ent_coef=0.0,
+        update_rule="sgd",
+        normalize_observations=False,
+        normalize_rewards=False,
+        seed=3,
+        policy_kwargs=dict(net_arch=[16, 16], sparsity=0.5),
+    )
+    params.update(kwargs)
+    model = OneStepAC("MlpPolicy", DummyVecEnv([lambda: env]), **params)
+    model._use_fast_path = fast
+    return model
+
+
+def _params(model: OneStepAC) -> list[th.Tensor]:
+    return [p.detach().clone() for p in model._trained_params]
+
+
+def _reference_one_step(model, before, obs, action, reward, bootstrap_obs, bootstrap: float, ent_coef: float = 0.0):
+    """
+    theta + step * delta * grad, delta from the parameters before the update (for both actor and critic); the step is
+    the learning rate (sgd) or ObGD's bounded step lr / max(1, lr * kappa * max(|delta|, 1) * |grad|_1).
+    """
+    policy = model.policy
+    with th.no_grad():
+        for p, value in zip(model._trained_params, before, strict=True):
+            p.copy_(value)
+    obs_t = th.as_tensor(obs[None])
+    values = critic_values(policy, obs_t)
+    with th.no_grad():
+        next_value = critic_values(policy, th.as_tensor(bootstrap_obs[None]))[0]
+    delta = (reward + GAMMA * bootstrap * next_value - values[0]).detach()
+    actor = actor_outputs(policy, obs_t, th.as_tensor(np.asarray(action)[None]))
+    objective = actor.log_prob[0] + ent_coef * th.sign(delta) * actor.entropy[0]
+    actor_grads = th.autograd.grad(objective, model._actor_params)
+    critic_grads = th.autograd.grad(values[0], model._critic_params)
+
+    def step_size(lr: float, kappa: float, grads) -> float:
+        if model.update_rule == "sgd":
+            return lr
+        norm = sum(float(g.abs().sum()) for g in grads)
+        return lr / max(1.0, lr * kappa * max(abs(float(delta)), 1.0) * norm)
+
+    actor_step = step_size(model.learning_rate, model.actor_kappa, actor_grads)
+    critic_step = step_size(model.critic_learning_rate, model.critic_kappa, critic_grads)
+    expected = {}
+    for p, g in zip(model._actor_params, actor_grads, strict=True):
+        expected[id(p)] = p.detach() + actor_step * delta * g
+    for p, g in zip(model._critic_params, critic_grads, strict=True):
+        expected[id(p)] = p.detach() + critic_step * delta * g
+    return [expected[id(p)].clone() for p in model._trained_params], float(delta)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+@pytest.mark.parametrize("continuous", [False, True])
+@pytest.mark.parametrize("rule", ["sgd", "obgd"])
+def test_one_update_matches_hand_computed_reference(fast: bool, continuous: bool, rule: str) -> None:
+    env = RecordingEnv(continuous=continuous)
+    model = _model(env, fast, update_rule=rule, learning_rate=0.5, critic_learning_rate=2.0)
+    before = _params(model)
+    model.learn(1, log_interval=None)
+    assert (model._fast is not None) == fast
+    after = _params(model)
+
+    obs, next_obs = env.observations[0], env.observations[1]
+    expected, delta = _reference_one_step(model, before, obs, env.actions[0], env.rewards[0], next_obs, 1.0)
+    assert abs(delta) > 1e-3
+    for got, want in zip(after, expected, strict=True):
+        assert th.allclose(got, want, atol=1e-6), (got - want).abs().max()
+
+    # The known ordering bug (critic first, then delta recomputed for the actor) gives another actor update.
+    policy = model.policy
+    with th.no_grad():
+        for p, value in zip(model._trained_params, expected, strict=True):
+            p.copy_(value)
+        recomputed = env.rewards[0] + GAMMA * critic_values(policy, th.as_tensor(next_obs[None]))[0]
+        recomputed = recomputed - critic_values(policy, th.as_tensor(obs[None]))[0]
+    assert abs(float(recomputed) - delta) > 1e-4
+
+
+@pytest.mark.parametrize("fast", [True, False])
+@pytest.mark.parametrize("continuous", [False, True])
+def test_entropy_bonus_enters_scaled_by_sign_of_delta(fast: bool, continuous: bool) -> None:
+    env = RecordingEnv(continuous=continuous)
+    model = _model(env, fast, ent_coef=0.5)
+    before = _params(model)
+    model.learn(1, log_interval=None)
+    after = _params(model)
+    expected, _ = _reference_one_step(
+        model, before, env.observations[0], env.actions[0], env.rewards[0], env.observations[1], 1.0, ent_coef=0.5
+    )
+    without_entropy, _ = _reference_one_step(
+        model, before, env.observations[0], env.actions[0], env.rewards[0], env.observations[1], 1.0, ent_coef=0.0
+    )
+    for got, want in zip(after, expected, strict=True):
+        assert th.allclose(got, want, atol=1e-6)
+    assert any(not th.allclose(a, b, atol=1e-6) for a, b in zip(expected, without_entropy, strict=True))
+
+
+@pytest.mark.parametrize("fast", [True, False])
+@pytest.mark.parametrize("truncate", [True, False])
+def test_truncation_bootstraps_from_terminal_observation(fast: bool, truncate: bool) -> None:
+    env = RecordingEnv(episode_length=1, truncate=truncate)
+    model = _model(env, fast)
+    before = _params(model)
+    model.learn(1, log_interval=None)
+    # observations: [reset, terminal, next episode's reset]
+    assert len(env.observations) == 3
+    obs, terminal_obs = env.observations[0], env.observations[1]
+    bootstrap = 1.0 if truncate else 0.0
+    expected, _ = _reference_one_step(model, before, obs, env.actions[0], env.rewards[0], terminal_obs, bootstrap)
+    model_again = _model(RecordingEnv(episode_length=1, truncate=truncate), fast)
+    model_again.learn(1, log_interval=None)
+    for got, want in zip(_params(model_again), expected, strict=True):
+        assert th.allclose(got, want, atol=1e-6)
+    # Bootstrapping from the next episode's first observation instead would be a different update.
+    wrong, _ = _reference_one_step(model, before, obs, env.actions[0], env.rewards[0], env.observations[2], 1.0)
+    if truncate:
+        assert any(not th.allclose(w, e, atol=1e-6) for w, e in zip(wrong, expected, strict=True))
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_traces_accumulate_with_gamma_lambda_and_reset_at_episode_end(fast: bool) -> None:
+    # Step sizes so small that the parameters do not move: every gradient is taken at the initial parameters.
+    lam = 0.7
+    env = RecordingEnv(episode_length=3)
+    model = _model(env, fast, trace_lambda=lam, learning_rate=1e-12, critic_learning_rate=1e-12)
+    policy = model.policy
+
+    def actor_grad(step: int) -> th.Tensor:
+        obs_t = th.as_tensor(env.observations[step][None])
+        actor = actor_outputs(policy, obs_t, th.as_tensor(np.asarray(env.actions[step])[None]))
+        return th.cat([g.reshape(-1) for g in th.autograd.grad(actor.log_prob[0], model._actor_params)])
+
+    def critic_grad(step: int) -> th.Tensor:
+        value = critic_values(policy, th.as_tensor(env.observations[step][None]))[0]
+        return th.cat([g.reshape(-1) for g in th.autograd.grad(value, model._critic_params)])
+
+    model.learn(2, log_interval=None)
+    decay = GAMMA * lam
+    assert th.allclose(model._actor_traces.traces[0], actor_grad(1) + decay * actor_grad(0), atol=1e-5)
+    assert th.allclose(model._critic_traces.traces[0], critic_grad(1) + decay * critic_grad(0), atol=1e-5)
+    model.learn(1, log_interval=None, reset_num_timesteps=False)  # the episode ends at its third step
+    assert th.count_nonzero(model._actor_traces.traces) == 0
+    assert th.count_nonzero(model._critic_traces.traces) == 0
+
+
+def test_traces_reset_only_for_the_env_whose_episode_ended() -> None:
+    envs = DummyVecEnv([lambda: RecordingEnv(episode_length=2), lambda: RecordingEnv(episode_length=5)])
+    model = OneStepAC("MlpPolicy", envs, seed=0, trace_lambda=0.8)
+    model.learn(4, log_interval=None)  # two VecEnv steps: env 0 just ended its episode, env 1 did not
+    traces = model._actor_traces.traces
+    assert th.count_nonzero(traces[0]) == 0
+    assert th.count_nonzero(traces[1]) > 0
+
+
+@pytest.mark.parametrize("continuous", [False, True])
+@pytest.mark.parametrize("activation", [th.nn.LeakyReLU, th.nn.Tanh, th.nn.ReLU])
+@pytest.mark.parametrize("layer_norm", [True, False])
+def test_numpy_fast_path_gradients_equal_autograd(continuous: bool, activation, layer_norm: bool) -> None:
+    env = RecordingEnv(continuous=continuous)
+    model = _model(env, True, policy_kwargs=dict(net_arch=[8, 6], activation_fn=activation, layer_norm=layer_norm))
+    model._setup_fast_path()
+    fast = model._fast
+    assert isinstance(fast, NumpyActorCritic)
+    rng = np.random.default_rng(0)
+    obs = rng.normal(size=(2, 3)).astype(np.float32)
+    actions, state = fast.act(obs)
+    values, cache = fast.values(np.concatenate([obs, obs[::-1]]))
+    log_prob, entropy = fast.log_prob_entropy(state)
+    entropy_weights = np.array([0.3, -0.2], dtype=np.float32)
+    grads = fast.gradients(state, cache, entropy_weights, entropy)
+
+    obs_t = th.as_tensor(obs)
+    actor = actor_outputs(model.policy, obs_t, th.as_tensor(actions))
+    torch_values = critic_values(model.policy, obs_t)
+    assert np.allclose(values[:2], torch_values.detach().numpy(), atol=1e-5)
+    assert np.allclose(log_prob, actor.log_prob.detach().numpy(), atol=1e-5)
+    assert np.allclose(entropy, actor.entropy.detach().numpy(), atol=1e-5)
+    for row in range(2):
+        objective = actor.log_prob[row] + float(entropy_weights[row]) * actor.entropy[row]
+        actor_grads = th.autograd.grad(objective, model._actor_params, retain_graph=True)
+        critic_grads = th.autograd.grad(torch_values[row], model._critic_params, retain_graph=True)
+        expected = th.cat([g.reshape(-1) for g in (*actor_grads, *critic_grads)]).numpy()
+        assert np.allclose(grads[row], expected, atol=1e-5), np.abs(grads[row] - expected).max()
+
+
+def test_fast_and_torch_paths_train_the_same() -> None:
+    models = []
+    for fast in (True, False):
+        model = OneStepAC("MlpPolicy", "CartPole-v1", seed=5)
+        model._use_fast_path = fast
+        model.learn(200, log_interval=None)
+        models.append(model)
+    for a, b in zip(models[0]._trained_params, models[1]._trained_params, strict=True):
+        assert th.allclose(a, b, atol=1e-4)
+
+
+def test_large_steps_diverge_with_sgd_but_not_obgd_and_no_nan_is_written() -> None:
+    from sb3_ac_plus import NonFiniteError
+
+    obgd = _model(RecordingEnv(), True, update_rule="obgd", learning_rate=50.0, critic_learning_rate=50.0)
+    obgd.learn(300, log_interval=None)
+    assert th.isfinite(obgd._flat_params).all()
+
+    sgd = _model(RecordingEnv(), True, update_rule="sgd", learning_rate=50.0, critic_learning_rate=50.0)
+    with pytest.raises(NonFiniteError, match="step"):
+        sgd.learn(300, log_interval=None)
+    assert th.isfinite(sgd._flat_params).all()
