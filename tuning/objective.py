@@ -167,7 +167,7 @@ class Objective:
         trial.set_user_attr("env_steps_budget", budget)
         try:
             runs = [self._build(hyperparameters, seed) for seed in settings.seeds]
-        except ValueError as error:
+        except (ValueError, TypeError) as error:
             trial.set_user_attr("fail_reason", f"invalid hyperparameters: {_short(error)}")
             raise
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import ast
 import difflib
+import importlib.util
 import os
 import sys
 import time
@@ -37,6 +38,7 @@ from tuning.zoo_format import parse_policy_kwargs
 
 DEFAULT_OUTPUT_DIR = "tuning_output"
 # Constructor arguments the tuner sets itself, with the flag to use instead.
+SCIPY_SAMPLERS = ("qmc", "gp")
 RESERVED_HYPERPARAMETERS = {"seed": "--seed", "device": "--device", "verbose": "--verbose", "env": "--env"}
 
 EXAMPLES = """
@@ -325,6 +327,8 @@ def parse_arguments(argv: list[str] | None = None) -> tuple[argparse.Namespace, 
     _check_env(parser, args.env)
     fixed = dict(args.fix)
     _check_fixed(parser, args.algo, fixed)
+    if args.sampler in SCIPY_SAMPLERS and importlib.util.find_spec("scipy") is None:
+        parser.error(f"argument --sampler: {args.sampler} needs SciPy; pip install scipy, or use tpe or random")
     if args.n_evaluations > args.n_timesteps:
         parser.error(f"argument --n-evaluations: at most --n-timesteps ({args.n_timesteps}), got {args.n_evaluations}")
     if args.n_warmup_evaluations is None:

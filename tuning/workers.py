@@ -12,7 +12,8 @@ import os
 import socket
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.context import SpawnContext, SpawnProcess
 
@@ -149,6 +150,24 @@ def run_worker(
         budget.mark_finished()
 
 
+# Thread pools of the numerical libraries, read once when they load: one thread per worker keeps N workers on N cores.
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@contextmanager
+def _single_threaded_children() -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in _THREAD_VARIABLES}
+    os.environ.update(dict.fromkeys(_THREAD_VARIABLES, "1"))
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def _worker_main(config: RunConfig, worker_index: int, budget: TrialBudget) -> None:
     try:
         run_worker(config, worker_index, budget)
@@ -179,8 +198,9 @@ def run_workers(
         context.Process(target=_worker_main, args=(config, index, budget), name=f"tuning-worker-{index}")
         for index in range(config.n_jobs)
     ]
-    for process in processes:
-        process.start()
+    with _single_threaded_children():
+        for process in processes:
+            process.start()
     reported = -1
     try:
         while any(process.is_alive() for process in processes):

@@ -1,0 +1,111 @@
+"""Steps to solve CartPole-v1: OneStepAC, A2C and PPO with default hyperparameters, evaluated the same way.
+
+    python -m benchmarks.learning --seeds 10 --budget 50000 --workers 2
+
+Every ``--eval-freq`` env steps, ``--eval-episodes`` deterministic episodes on a separate env; a seed "solves" at the
+first evaluation whose mean return reaches ``--threshold``. Seeds run in parallel worker processes (one torch thread
+each). Results are saved as JSON and printed as a markdown table.
+"""
+
+import argparse
+import json
+import math
+import statistics
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import gymnasium as gym
+import torch as th
+from stable_baselines3 import A2C, PPO
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.evaluation import evaluate_policy
+
+from sb3_ac_plus import OneStepAC
+
+ALGOS = {"one_step_ac": OneStepAC, "a2c": A2C, "ppo": PPO}
+
+
+class _PeriodicEvaluation(BaseCallback):
+    def __init__(self, env_id: str, seed: int, freq: int, episodes: int) -> None:
+        super().__init__()
+        self.eval_env = gym.make(env_id)
+        self.eval_env.reset(seed=10_000 + seed)
+        self.freq, self.episodes = freq, episodes
+        self.curve: list[tuple[int, float]] = []
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps // self.freq > len(self.curve):
+            mean, _ = evaluate_policy(self.model, self.eval_env, n_eval_episodes=self.episodes, deterministic=True)
+            self.curve.append((self.num_timesteps, float(mean)))
+        return True
+
+
+def run_seed(algo: str, env_id: str, seed: int, budget: int, freq: int, episodes: int) -> list[tuple[int, float]]:
+    """:return: the evaluation curve ``[(env steps, mean return), ...]`` of one seed"""
+    th.set_num_threads(1)
+    model = ALGOS[algo]("MlpPolicy", env_id, seed=seed)
+    callback = _PeriodicEvaluation(env_id, seed, freq, episodes)
+    model.learn(budget, callback=callback)
+    return callback.curve
+
+
+def steps_to(curve: list[tuple[int, float]], threshold: float) -> float:
+    return next((steps for steps, value in curve if value >= threshold), math.inf)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", default="CartPole-v1")
+    parser.add_argument("--algos", nargs="+", default=list(ALGOS), choices=list(ALGOS))
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--budget", type=int, default=50_000, help="env steps per run")
+    parser.add_argument("--eval-freq", type=int, default=2000)
+    parser.add_argument("--eval-episodes", type=int, default=10)
+    parser.add_argument("--threshold", type=float, default=475.0)
+    parser.add_argument("--within", type=int, default=30_000, help="also count seeds solved within this many steps")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--output", type=Path, default=Path("benchmarks/results/learning.json"))
+    args = parser.parse_args()
+
+    jobs = [(algo, seed) for algo in args.algos for seed in range(args.seeds)]
+    with ProcessPoolExecutor(args.workers) as pool:
+        futures = {
+            job: pool.submit(run_seed, job[0], args.env, job[1], args.budget, args.eval_freq, args.eval_episodes)
+            for job in jobs
+        }
+        curves = {f"{algo}/{seed}": future.result() for (algo, seed), future in futures.items()}
+
+    print(
+        f"\n{args.env}: {args.seeds} seeds, evaluation of {args.eval_episodes} deterministic episodes every "
+        f"{args.eval_freq} steps, budget {args.budget} steps\n"
+    )
+    print(
+        f"| algorithm | seeds reaching {args.threshold:g} within {args.within} steps | within {args.budget} | "
+        f"median steps to {args.threshold:g} | median final return |"
+    )
+    print("|---|---:|---:|---:|---:|")
+    summary = {}
+    for algo in args.algos:
+        runs = [curves[f"{algo}/{seed}"] for seed in range(args.seeds)]
+        hits = [steps_to(curve, args.threshold) for curve in runs]
+        median_steps = statistics.median(hits)
+        summary[algo] = {
+            "steps_to_threshold": hits,
+            "solved_within": sum(h <= args.within for h in hits),
+            "solved_within_budget": sum(h <= args.budget for h in hits),
+            "median_steps_to_threshold": median_steps,
+            "median_final_return": statistics.median(curve[-1][1] for curve in runs),
+        }
+        shown = f"{median_steps:.0f}" if math.isfinite(median_steps) else f"> {args.budget}"
+        print(
+            f"| {algo} | {summary[algo]['solved_within']}/{args.seeds} | {summary[algo]['solved_within_budget']}/"
+            f"{args.seeds} | {shown} | {summary[algo]['median_final_return']:.1f} |"
+        )
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    with open(args.output, "w") as file:
+        json.dump({"args": {k: str(v) for k, v in vars(args).items()}, "summary": summary, "curves": curves}, file, indent=1)
+    print(f"\nsaved {args.output}")
+
+
+if __name__ == "__main__":
+    main()

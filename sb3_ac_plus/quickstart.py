@@ -1,0 +1,41 @@
+"""Train OneStepAC on an environment and print its evaluation (the README's first command).
+
+python -m sb3_ac_plus.quickstart [--env CartPole-v1] [--steps 20000] [--seed 0]
+"""
+
+import argparse
+import time
+
+import gymnasium as gym
+from stable_baselines3.common.evaluation import evaluate_policy
+
+from sb3_ac_plus import OneStepAC
+
+
+def main(argv: list[str] | None = None) -> float:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", default="CartPole-v1", help="Gymnasium environment id")
+    parser.add_argument("--steps", type=int, default=20_000, help="env steps to train for")
+    parser.add_argument("--seed", type=int, default=0, help="random seed")
+    parser.add_argument("--eval-episodes", type=int, default=10, help="deterministic evaluation episodes")
+    args = parser.parse_args(argv)
+    if args.steps < 1:
+        parser.error(f"--steps must be >= 1, got {args.steps}")
+
+    model = OneStepAC("MlpPolicy", args.env, seed=args.seed)
+    start = time.perf_counter()
+    model.learn(args.steps)
+    elapsed = time.perf_counter() - start
+    eval_env = gym.make(args.env)
+    eval_env.reset(seed=args.seed + 10_000)
+    mean, std = evaluate_policy(model, eval_env, n_eval_episodes=args.eval_episodes, deterministic=True)
+    print(f"OneStepAC on {args.env}: {args.steps} env steps in {elapsed:.1f} s ({args.steps / elapsed:.0f} steps/s)")
+    print(f"evaluation over {args.eval_episodes} deterministic episodes: {mean:.1f} +/- {std:.1f}")
+    threshold = eval_env.spec.reward_threshold if eval_env.spec is not None else None
+    if threshold is not None:
+        print(f"reward threshold {threshold:g}: {'reached' if mean >= threshold else 'not reached'}")
+    return float(mean)
+
+
+if __name__ == "__main__":
+    main()
