@@ -64,7 +64,7 @@ class TupleActionEnv(gym.Env):
 
 @pytest.mark.parametrize("env", [TupleEnv(), TupleActionEnv()])
 def test_unsupported_spaces(env) -> None:
-    with pytest.raises((ValueError, NotImplementedError, AssertionError), match="space|Tuple"):
+    with pytest.raises((ValueError, NotImplementedError, AssertionError), match=r"space|Tuple"):
         OneStepAC("MlpPolicy", env)
 
 

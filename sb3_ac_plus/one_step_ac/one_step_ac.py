@@ -22,7 +22,7 @@ from sb3_ac_plus.common.observations import all_finite, concat_obs, obs_row, sta
 from sb3_ac_plus.common.policy_outputs import actor_outputs, critic_values
 from sb3_ac_plus.common.trace_updates import EligibilityTraces, accumulate_, add_weighted_, obgd_step_sizes
 from sb3_ac_plus.one_step_ac.hyperparameters import check_hyperparameters, check_spaces
-from sb3_ac_plus.one_step_ac.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
+from sb3_ac_plus.one_step_ac.policies import POLICY_ALIASES
 
 SelfOneStepAC = TypeVar("SelfOneStepAC", bound="OneStepAC")
 
@@ -90,11 +90,7 @@ class OneStepAC(OnPolicyAlgorithm):
     synchronisation, and collapse when another process holds a core.
     """
 
-    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
-        "MlpPolicy": MlpPolicy,
-        "CnnPolicy": CnnPolicy,
-        "MultiInputPolicy": MultiInputPolicy,
-    }
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = POLICY_ALIASES
     policy: ActorCriticPolicy
 
     def __init__(

@@ -1,3 +1,5 @@
+from stable_baselines3.common.policies import BasePolicy
+
 from sb3_ac_plus.policies.streaming import (
     StreamingActorCriticCnnPolicy,
     StreamingActorCriticPolicy,
@@ -7,3 +9,10 @@ from sb3_ac_plus.policies.streaming import (
 MlpPolicy = StreamingActorCriticPolicy
 CnnPolicy = StreamingActorCriticCnnPolicy
 MultiInputPolicy = StreamingMultiInputActorCriticPolicy
+
+# The names OneStepAC("<name>", env) accepts.
+POLICY_ALIASES: dict[str, type[BasePolicy]] = {
+    "MlpPolicy": MlpPolicy,
+    "CnnPolicy": CnnPolicy,
+    "MultiInputPolicy": MultiInputPolicy,
+}
