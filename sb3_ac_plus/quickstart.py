@@ -29,6 +29,7 @@ def main(argv: list[str] | None = None) -> float:
     eval_env = gym.make(args.env)
     eval_env.reset(seed=args.seed + 10_000)
     mean, std = evaluate_policy(model, eval_env, n_eval_episodes=args.eval_episodes, deterministic=True)
+    assert isinstance(mean, float)
     print(f"OneStepAC on {args.env}: {args.steps} env steps in {elapsed:.1f} s ({args.steps / elapsed:.0f} steps/s)")
     print(f"evaluation over {args.eval_episodes} deterministic episodes: {mean:.1f} +/- {std:.1f}")
     threshold = eval_env.spec.reward_threshold if eval_env.spec is not None else None
