@@ -88,10 +88,16 @@ class _NumpyMLP:
             pre = hidden @ weight.T + bias
             inv_std = None
             if self.layer_norm:
-                pre = pre - pre.mean(axis=-1, keepdims=True)
-                inv_std = 1.0 / np.sqrt((pre * pre).mean(axis=-1, keepdims=True) + _LAYER_NORM_EPS)
-                pre = pre * inv_std
-            out = np.tanh(pre) if self.tanh else np.where(pre > 0, pre, self.negative_slope * pre)
+                inv_width = 1.0 / pre.shape[-1]
+                pre -= np.add.reduce(pre, axis=-1, keepdims=True) * inv_width
+                inv_std = 1.0 / np.sqrt(np.add.reduce(pre * pre, axis=-1, keepdims=True) * inv_width + _LAYER_NORM_EPS)
+                pre *= inv_std
+            if self.tanh:
+                out = np.tanh(pre)
+            elif self.negative_slope <= 1.0:
+                out = np.maximum(pre, self.negative_slope * pre)
+            else:
+                out = np.where(pre > 0, pre, self.negative_slope * pre)
             cache.append((hidden, pre, out, inv_std))
             hidden = out
         weight, bias = self.head
@@ -196,7 +202,7 @@ class NumpyActorCritic:
             entropy = np.full(log_prob.shape, (0.5 + _HALF_LOG_2PI + self.log_std).sum())
             return log_prob, entropy
         log_probs, probs, actions = state["log_probs"], state["probs"], state["actions"]
-        log_prob = np.take_along_axis(log_probs, actions[:, None], axis=1)[:, 0]
+        log_prob = log_probs[np.arange(actions.shape[0]), actions]
         entropy = -(probs * log_probs).sum(axis=-1)
         return log_prob, entropy
 

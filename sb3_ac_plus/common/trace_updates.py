@@ -6,7 +6,6 @@ from at this step (one per env in the one-step case). The functions take torch t
 NumPy fast path works on NumPy views of the same memory).
 """
 
-import math
 from typing import TypeVar
 
 import numpy as np
@@ -49,33 +48,46 @@ def accumulate_(traces: Array, grads: Array, decay: float) -> Array:
     return traces
 
 
-def obgd_step_sizes(delta: Array, direction: Array, learning_rate: float, kappa: float) -> Array:
+def l1_norms(direction: Array) -> Array:
+    """
+    :param direction: ``(n_rows, n_params)``
+    :return: the L1 norm of each row, ``(n_rows,)``
+    """
+    return abs(direction).sum(1)
+
+
+def obgd_step_sizes(delta: Array, norms: Array, learning_rate: float, kappa: float) -> Array:
     """
     Overshooting-bounded step size (ObGD, from stream AC(lambda)): ``lr / max(1, lr * kappa * max(|delta|, 1) * |e|_1)``.
 
     The step shrinks when the trace is large, so that one update cannot overshoot the TD target.
 
     :param delta: TD errors, ``(n_rows,)``
-    :param direction: the traces (or gradients), ``(n_rows, n_params)``
+    :param norms: L1 norms of the traces (or gradients), ``(n_rows,)``
     :param learning_rate: the nominal step size
     :param kappa: bound strength; larger values give smaller steps
     :return: the step size of each row, ``(n_rows,)``
     """
-    norms = abs(direction).sum(1)
     return learning_rate / (learning_rate * kappa * abs(delta).clip(1.0, None) * norms).clip(1.0, None)
 
 
-def add_weighted_(params: Array, direction: Array, weights: Array) -> bool:
+# An update whose L1 norm exceeds this could overflow float32 parameters (max about 3.4e38); it is refused.
+MAX_UPDATE_NORM = 1e30
+
+
+def add_weighted_(params: Array, direction: Array, weights: Array, norms: Array) -> bool:
     """
-    In place: ``params += sum_r weights[r] * direction[r]``, unless the result would not be finite.
+    In place: ``params += sum_r weights[r] * direction[r]``, unless that could write a NaN or an infinity.
 
     :param params: the parameter vector to update
     :param direction: ``(n_rows, n_params)``
     :param weights: ``(n_rows,)``
-    :return: whether the update was applied (False: it would have written a NaN or an infinity; params unchanged)
+    :param norms: L1 norm of each row of ``direction``, ``(n_rows,)``
+    :return: whether the update was applied (the update's L1 norm is at most ``sum_r |weights[r]| * norms[r]``,
+        which must be finite and below :data:`MAX_UPDATE_NORM`; otherwise params are unchanged)
     """
-    updated = params + weights @ direction
-    if not math.isfinite(float(updated.sum())):
+    bound = float((abs(weights) * norms).sum())
+    if not bound < MAX_UPDATE_NORM:  # also catches NaN
         return False
-    params[:] = updated
+    params += weights @ direction
     return True

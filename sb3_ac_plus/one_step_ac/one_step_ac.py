@@ -20,7 +20,7 @@ from sb3_ac_plus.common.normalization import ObservationNormalizer, RewardScaler
 from sb3_ac_plus.common.numpy_fast_path import NumpyActorCritic, supports_fast_path
 from sb3_ac_plus.common.observations import all_finite, concat_obs, obs_row, stack_obs_rows, with_terminal_obs
 from sb3_ac_plus.common.policy_outputs import actor_outputs, critic_values
-from sb3_ac_plus.common.trace_updates import EligibilityTraces, accumulate_, add_weighted_, obgd_step_sizes
+from sb3_ac_plus.common.trace_updates import EligibilityTraces, accumulate_, add_weighted_, l1_norms, obgd_step_sizes
 from sb3_ac_plus.one_step_ac.hyperparameters import check_hyperparameters, check_spaces
 from sb3_ac_plus.one_step_ac.policies import POLICY_ALIASES
 
@@ -633,15 +633,16 @@ class OneStepAC(OnPolicyAlgorithm):
         if actor_traces is not None and critic_traces is not None:
             actor_grads = accumulate_(actor_traces, actor_grads, decay)
             critic_grads = accumulate_(critic_traces, critic_grads, decay)
+        actor_norms, critic_norms = l1_norms(actor_grads), l1_norms(critic_grads)
         if self.update_rule == "obgd":
-            actor_steps = obgd_step_sizes(delta, actor_grads, actor_lr, self.actor_kappa)
-            critic_steps = obgd_step_sizes(delta, critic_grads, critic_lr, self.critic_kappa)
+            actor_steps = obgd_step_sizes(delta, actor_norms, actor_lr, self.actor_kappa)
+            critic_steps = obgd_step_sizes(delta, critic_norms, critic_lr, self.critic_kappa)
         else:
             actor_steps, critic_steps = delta * 0.0 + actor_lr, delta * 0.0 + critic_lr
         scale = delta / self.n_envs
         if not (
-            add_weighted_(critic_params, critic_grads, critic_steps * scale)
-            and add_weighted_(actor_params, actor_grads, actor_steps * scale)
+            add_weighted_(critic_params, critic_grads, critic_steps * scale, critic_norms)
+            and add_weighted_(actor_params, actor_grads, actor_steps * scale, actor_norms)
         ):
             raise NonFiniteError(
                 f"OneStepAC: the update at step {self.num_timesteps} would make parameters non-finite "
