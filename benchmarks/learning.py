@@ -19,6 +19,7 @@ import torch as th
 from stable_baselines3 import A2C, PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.monitor import Monitor
 
 from sb3_ac_plus import OneStepAC
 
@@ -28,7 +29,7 @@ ALGOS = {"one_step_ac": OneStepAC, "a2c": A2C, "ppo": PPO}
 class _PeriodicEvaluation(BaseCallback):
     def __init__(self, env_id: str, seed: int, freq: int, episodes: int) -> None:
         super().__init__()
-        self.eval_env = gym.make(env_id)
+        self.eval_env = Monitor(gym.make(env_id))
         self.eval_env.reset(seed=10_000 + seed)
         self.freq, self.episodes = freq, episodes
         self.curve: list[tuple[int, float]] = []
@@ -36,7 +37,8 @@ class _PeriodicEvaluation(BaseCallback):
     def _on_step(self) -> bool:
         if self.num_timesteps // self.freq > len(self.curve):
             mean, _ = evaluate_policy(self.model, self.eval_env, n_eval_episodes=self.episodes, deterministic=True)
-            self.curve.append((self.num_timesteps, float(mean)))
+            assert isinstance(mean, float)
+            self.curve.append((self.num_timesteps, mean))
         return True
 
 

@@ -1,5 +1,12 @@
 from sb3_ac_plus.one_step_ac import NonFiniteError, OneStepAC
 from sb3_ac_plus.policies import (
+    ConfigurableActorCriticPolicy,
+    SeparateActorCriticCnnPolicy,
+    SeparateActorCriticPolicy,
+    SeparateMultiInputActorCriticPolicy,
+    SharedTrunkActorCriticCnnPolicy,
+    SharedTrunkActorCriticPolicy,
+    SharedTrunkMultiInputActorCriticPolicy,
     StreamingActorCriticCnnPolicy,
     StreamingActorCriticPolicy,
     StreamingMultiInputActorCriticPolicy,
@@ -8,8 +15,15 @@ from sb3_ac_plus.policies import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "ConfigurableActorCriticPolicy",
     "NonFiniteError",
     "OneStepAC",
+    "SeparateActorCriticCnnPolicy",
+    "SeparateActorCriticPolicy",
+    "SeparateMultiInputActorCriticPolicy",
+    "SharedTrunkActorCriticCnnPolicy",
+    "SharedTrunkActorCriticPolicy",
+    "SharedTrunkMultiInputActorCriticPolicy",
     "StreamingActorCriticCnnPolicy",
     "StreamingActorCriticPolicy",
     "StreamingMultiInputActorCriticPolicy",

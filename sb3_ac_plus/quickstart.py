@@ -8,6 +8,7 @@ import time
 
 import gymnasium as gym
 from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.monitor import Monitor
 
 from sb3_ac_plus import OneStepAC
 
@@ -26,13 +27,14 @@ def main(argv: list[str] | None = None) -> float:
     start = time.perf_counter()
     model.learn(args.steps)
     elapsed = time.perf_counter() - start
-    eval_env = gym.make(args.env)
+    eval_env = Monitor(gym.make(args.env))
     eval_env.reset(seed=args.seed + 10_000)
     mean, std = evaluate_policy(model, eval_env, n_eval_episodes=args.eval_episodes, deterministic=True)
     assert isinstance(mean, float)
     print(f"OneStepAC on {args.env}: {args.steps} env steps in {elapsed:.1f} s ({args.steps / elapsed:.0f} steps/s)")
     print(f"evaluation over {args.eval_episodes} deterministic episodes: {mean:.1f} +/- {std:.1f}")
-    threshold = eval_env.spec.reward_threshold if eval_env.spec is not None else None
+    spec = eval_env.unwrapped.spec
+    threshold = spec.reward_threshold if spec is not None else None
     if threshold is not None:
         print(f"reward threshold {threshold:g}: {'reached' if mean >= threshold else 'not reached'}")
     return float(mean)

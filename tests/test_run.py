@@ -200,3 +200,15 @@ def test_torch_threads_restored_after_learn() -> None:
     before = th.get_num_threads()
     OneStepAC("MlpPolicy", "CartPole-v1", seed=0).learn(20)
     assert th.get_num_threads() == before
+
+
+def test_quickstart_main_job_prints_its_evaluation(capsys) -> None:
+    from sb3_ac_plus.quickstart import main
+
+    mean = main(["--steps", "300", "--eval-episodes", "2"])
+    out = capsys.readouterr().out
+    assert "OneStepAC on CartPole-v1: 300 env steps" in out
+    assert f"{mean:.1f}" in out
+    assert "reward threshold 475" in out
+    with pytest.raises(SystemExit):
+        main(["--steps", "0"])

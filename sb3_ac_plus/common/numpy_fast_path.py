@@ -2,9 +2,10 @@
 
 At batch size 1 a torch operation costs several microseconds of dispatch and autograd bookkeeping, a NumPy
 operation on the same small array about one; an online actor-critic step is about a hundred such operations. This
-module computes exactly what the torch path computes (same parameters, same formulas) for the common case: a
-:class:`~sb3_ac_plus.policies.streaming.StreamingActorCriticPolicy` on flat vector observations with Categorical or
-diagonal Gaussian actions, on the CPU. The torch policy stays the model: ``predict``, saving and loading, A2C and
+module computes exactly what the torch path computes (same parameters, same formulas) for the common case: separate
+actor and critic MLPs (:class:`~sb3_ac_plus.policies.networks.ActorCriticMlpExtractor` without a shared trunk, as in
+:class:`~sb3_ac_plus.policies.streaming.StreamingActorCriticPolicy`) on flat vector observations with Categorical or
+diagonal Gaussian actions (state-independent std), on the CPU. The torch policy stays the model: ``predict``, saving and loading, A2C and
 PPO all use it, and the NumPy arrays here are views of its parameters, so every update is an update of the model.
 """
 
@@ -19,7 +20,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.torch_layers import FlattenExtractor
 from torch import nn
 
-from sb3_ac_plus.policies.streaming import StreamingMlpExtractor, StreamingMLP
+from sb3_ac_plus.policies.networks import MLP, ActorCriticMlpExtractor
 
 _LAYER_NORM_EPS = 1e-5  # torch's default for F.layer_norm
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -47,12 +48,15 @@ def supports_fast_path(policy: ActorCriticPolicy, observation_space: spaces.Spac
         and len(observation_space.shape) == 1
         and type(policy.pi_features_extractor) is FlattenExtractor
         and type(policy.vf_features_extractor) is FlattenExtractor
-        and isinstance(extractor, StreamingMlpExtractor)
-        and type(extractor.policy_net) is StreamingMLP
-        and type(extractor.value_net) is StreamingMLP
+        and isinstance(extractor, ActorCriticMlpExtractor)
+        and not extractor.has_trunk
+        and type(extractor.policy_net) is MLP
+        and type(extractor.value_net) is MLP
         and _activation(extractor.policy_net.activation) is not None
         and _activation(extractor.value_net.activation) is not None
         and type(policy.action_dist) in (CategoricalDistribution, DiagGaussianDistribution)
+        and type(policy.action_net) is nn.Linear
+        and type(policy.value_net) is nn.Linear
         and not policy.squash_output
         and all(p.dtype == th.float32 for p in policy.parameters())
     )
@@ -64,9 +68,9 @@ def _np(param: th.Tensor | nn.Module) -> np.ndarray:
 
 
 class _NumpyMLP:
-    """A :class:`StreamingMLP` followed by a linear head, in NumPy, writing its gradients into a flat buffer."""
+    """An :class:`MLP` followed by a linear head, in NumPy, writing its gradients into a flat buffer."""
 
-    def __init__(self, mlp: StreamingMLP, head: nn.Linear, offsets: dict[int, int]) -> None:
+    def __init__(self, mlp: MLP, head: nn.Linear, offsets: dict[int, int]) -> None:
         self.weights = [(_np(layer.weight), _np(layer.bias)) for layer in mlp.linears]
         self.weight_offsets = [(offsets[id(layer.weight)], offsets[id(layer.bias)]) for layer in mlp.linears]
         self.head = (_np(head.weight), _np(head.bias))
@@ -153,7 +157,7 @@ class NumpyActorCritic:
     """
 
     def __init__(self, policy: ActorCriticPolicy, offsets: dict[int, int], n_params: int) -> None:
-        extractor = cast(StreamingMlpExtractor, policy.mlp_extractor)
+        extractor = cast(ActorCriticMlpExtractor, policy.mlp_extractor)
         self.actor = _NumpyMLP(extractor.policy_net, policy.action_net, offsets)  # type: ignore[arg-type]
         self.critic = _NumpyMLP(extractor.value_net, policy.value_net, offsets)  # type: ignore[arg-type]
         self.gaussian = type(policy.action_dist) is DiagGaussianDistribution
