@@ -5,8 +5,9 @@ operation on the same small array about one; an online actor-critic step is abou
 module computes exactly what the torch path computes (same parameters, same formulas) for the common case: separate
 actor and critic MLPs (:class:`~sb3_ac_plus.policies.networks.ActorCriticMlpExtractor` without a shared trunk, as in
 :class:`~sb3_ac_plus.policies.streaming.StreamingActorCriticPolicy`) on flat vector observations with Categorical or
-diagonal Gaussian actions (state-independent std), on the CPU. The torch policy stays the model: ``predict``, saving and loading, A2C and
-PPO all use it, and the NumPy arrays here are views of its parameters, so every update is an update of the model.
+diagonal Gaussian actions (state-independent std), on the CPU. The torch policy stays the model: ``predict``, saving
+and loading, A2C and PPO all use it, and the NumPy arrays here are views of its parameters, so every update is an update
+of the model.
 """
 
 import math

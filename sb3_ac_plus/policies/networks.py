@@ -52,7 +52,7 @@ def parse_net_arch(net_arch: list[int] | dict[str, list[int]]) -> tuple[list[int
     elif isinstance(net_arch, (list, tuple)):
         shared, pi, vf = [], net_arch, net_arch
     else:
-        raise ValueError(f"policy_kwargs['net_arch'] must be a list of layer sizes or a dict {NET_ARCH_KEYS}, got {net_arch!r}")
+        raise ValueError(f"policy_kwargs['net_arch'] must be a list of layer sizes or a dict, got {net_arch!r}")
     for sizes in (shared, pi, vf):
         if not isinstance(sizes, (list, tuple)) or any(isinstance(n, bool) or not isinstance(n, int) or n <= 0 for n in sizes):
             raise ValueError(f"policy_kwargs['net_arch']: layer sizes must be lists of positive integers, got {net_arch!r}")

@@ -51,7 +51,9 @@ class SeparateActorCriticPolicy(PolicyPreset):
     on its NumPy fast path (vector observations, Categorical or Gaussian actions).
     """
 
-    preset: ClassVar[dict[str, Any]] = dict(activation_fn=nn.Tanh, layer_norm=False, init="orthogonal", std="state_independent")
+    preset: ClassVar[dict[str, Any]] = dict(
+        activation_fn=nn.Tanh, layer_norm=False, init="orthogonal", std="state_independent"
+    )
 
 
 class SeparateActorCriticCnnPolicy(SeparateActorCriticPolicy):
