@@ -53,7 +53,9 @@ class OneStepAC(OnPolicyAlgorithm):
     Allowed combinations: ``n_steps == 1`` with any ``trace_lambda``; ``n_steps > 1`` only with ``trace_lambda == 0``;
     ``update_rule="optimizer"`` only with ``trace_lambda == 0``.
 
-    :param policy: the policy model to use (MlpPolicy, CnnPolicy, MultiInputPolicy, or any ``ActorCriticPolicy``)
+    :param policy: the policy model to use: "MlpPolicy", "CnnPolicy", "MultiInputPolicy" (the streaming networks),
+        "SharedMlpPolicy", "SeparateMlpPolicy", "StreamingMlpPolicy" and their Cnn/MultiInput forms, or any
+        ``ActorCriticPolicy`` class
     :param env: the environment to learn from (if registered in Gymnasium, can be str)
     :param learning_rate: the actor's step size, a float or a schedule of the progress remaining (from 1 to 0).
         With ``update_rule="obgd"`` it is the nominal step size that the overshooting bound scales down.
