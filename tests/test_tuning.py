@@ -279,10 +279,14 @@ def test_sigkill_then_resume_on_the_embedded_storage(tmp_path: Path) -> None:
 def postgres_study() -> Iterator[tuple[str, str]]:
     """A fresh study name on the PostgreSQL server; fails under CI when the server is down, skips elsewhere."""
     import psycopg2
+    from sqlalchemy.engine import make_url
 
     url = POSTGRES_URL
+    parts = make_url(url)
     try:
-        psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="test", connect_timeout=3).close()
+        psycopg2.connect(
+            host=parts.host, port=parts.port or 5432, user=parts.username, dbname=parts.database, connect_timeout=3
+        ).close()
     except psycopg2.OperationalError as error:
         message = f"PostgreSQL at {url} is unreachable: {error}"
         if os.environ.get("CI"):
@@ -299,9 +303,9 @@ def postgres_study() -> Iterator[tuple[str, str]]:
 @pytest.mark.postgres
 def test_two_workers_share_a_postgres_study_with_a_cap(postgres_study: tuple[str, str], tmp_path: Path) -> None:
     url, name = postgres_study
-    # twice the usual steps per trial, so that both workers are up before the cap is reached
-    args = [*TINY, "--algo", "a2c", "--n-timesteps", "1500", "--storage", url, "--study-name", name]
-    argv = [sys.executable, str(SCRIPT), *args, "--n-trials", "10", "--max-total-trials", "4", "--output-dir", str(tmp_path)]
+    args = [*TINY, "--algo", "a2c", "--storage", url, "--study-name", name]
+    # each worker may run 3 trials, so the cap of 4 must stop one of them, and each must run at least one
+    argv = [sys.executable, str(SCRIPT), *args, "--n-trials", "3", "--max-total-trials", "4", "--output-dir", str(tmp_path)]
     workers = [subprocess.Popen(argv, cwd=REPO, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     for worker in workers:
         _, stderr = worker.communicate(timeout=180)

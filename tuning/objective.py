@@ -33,6 +33,12 @@ OBJECTIVES: dict[str, Callable[[Sequence[float]], float]] = {
     "mean": lambda curve: float(np.mean(curve)),
 }
 
+OBJECTIVE_DESCRIPTIONS = {
+    "last": "return at the last evaluation",
+    "best": "best evaluation return",
+    "mean": "evaluation return averaged over the evaluations",
+}
+
 # Trials in these states count towards --max-total-trials (as in rl-zoo); a failed trial frees its place.
 COUNTED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 

@@ -12,7 +12,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from tuning.objective import OBJECTIVES
+from tuning.objective import OBJECTIVE_DESCRIPTIONS
 from tuning.zoo_format import format_zoo_block
 
 BEST_HYPERPARAMETERS_FILE = "best_hyperparameters.yml"
@@ -79,6 +79,11 @@ def best_trial(study: optuna.Study) -> FrozenTrial | None:
         return None
 
 
+def _describe_objective(settings: dict[str, Any]) -> str:
+    description = OBJECTIVE_DESCRIPTIONS.get(settings.get("objective", ""), "?")
+    return f"{description}, mean over {settings.get('n_seeds')} seeds of {settings.get('n_timesteps')} steps"
+
+
 def _format_scores(trial: FrozenTrial) -> str:
     scores = trial.user_attrs.get("seed_scores")
     return "?" if not scores else "[" + ", ".join(f"{score:.4g}" for score in scores) + "]"
@@ -95,8 +100,7 @@ def best_hyperparameters_yaml(study: optuna.Study, trial: FrozenTrial) -> str:
     algo = settings.get("algo", "?")
     comments = [
         f"Best trial of study {study.study_name!r}: trial {trial.number}, {algo} on {settings.get('env_id')}",
-        f"objective ({settings.get('objective')} evaluation return, mean over {settings.get('n_seeds')} seeds): "
-        f"{trial.value:.6g}; per seed: {_format_scores(trial)}",
+        f"value {trial.value:.6g} = {_describe_objective(settings)}; per seed: {_format_scores(trial)}",
         f"written {datetime.datetime.now().isoformat(timespec='seconds')} by tuning/optimize.py",
         f"build it: from tuning import make_model; model = make_model({algo!r}, '{BEST_HYPERPARAMETERS_FILE}')",
     ]
@@ -164,7 +168,7 @@ def write_outputs(study: optuna.Study, output_dir: Path, plots: bool = True) -> 
     :param study: the study
     :param output_dir: the study's output folder
     :param plots: False to skip the plots
-    :return: what was written: ``yaml`` (path or None), ``csv``, ``plots``, ``skipped_plots``
+    :return: what was written: ``yaml`` (path or None), ``csv`` (path, or why not), ``plots``, ``skipped_plots``
     """
     output_dir.mkdir(parents=True, exist_ok=True)
     written: dict[str, Any] = {"yaml": None, "csv": output_dir / TRIALS_FILE, "plots": [], "skipped_plots": []}
@@ -173,9 +177,16 @@ def write_outputs(study: optuna.Study, output_dir: Path, plots: bool = True) -> 
     if trial is not None:
         yaml_path.write_text(best_hyperparameters_yaml(study, trial))
         written["yaml"] = yaml_path
-    write_trials_csv(study, written["csv"])
+    missing = "; install the tuning extra: pip install -e '.[tuning]'"
+    try:
+        write_trials_csv(study, written["csv"])
+    except ImportError as error:  # pandas is an optional dependency
+        written["csv"] = f"not written: {error}{missing}"
     if plots:
-        written["plots"], written["skipped_plots"] = write_plots(study, output_dir)
+        try:
+            written["plots"], written["skipped_plots"] = write_plots(study, output_dir)
+        except ImportError as error:  # matplotlib is an optional dependency
+            written["skipped_plots"] = [f"all: {error}{missing}"]
     return written
 
 
@@ -199,8 +210,7 @@ def summary(study: optuna.Study, written: dict[str, Any], dashboard_argument: st
         + ", ".join(f"{count} {state.lower()}" for state, count in sorted(states.items()))
         + (f"; {diverged} of the pruned diverged" if diverged else "")
         + ")",
-        f"Objective: {settings.get('objective')} evaluation return ({', '.join(OBJECTIVES)} available), "
-        f"mean over {settings.get('n_seeds')} seeds of {settings.get('n_timesteps')} steps",
+        f"Objective: {_describe_objective(settings)}",
         f"Env steps: {steps.run:,} run; the pruner stopped {steps.n_pruned} trials and saved "
         f"{steps.saved_share:.0%} of {steps.without_pruning:,}",
     ]

@@ -12,7 +12,10 @@ class SharedTrunkActorCriticPolicy(PolicyPreset):
     """
     The actor-critic of the Keras and PyTorch CartPole examples: one hidden layer (128 units, ReLU) shared by an
     action head and a value head. Defaults: ``net_arch=dict(shared=[128])``, ``activation_fn=nn.ReLU``,
-    ``layer_norm=False``, ``init="orthogonal"``, state-independent std; every keyword argument of
+    ``layer_norm=True``, ``init="orthogonal"``, state-independent std. LayerNorm (without affine parameters) is the
+    one change from the tutorials' network: without it the shared trunk collapses under OneStepAC's default step
+    sizes on CartPole-v1 (see the README); ``layer_norm=False`` gives the tutorials' network exactly. Every keyword
+    argument of
     :class:`~sb3_ac_plus.policies.actor_critic.ConfigurableActorCriticPolicy` overrides them (for example
     ``net_arch=dict(shared=[64, 64], pi=[32], vf=[32])``).
 
@@ -25,7 +28,7 @@ class SharedTrunkActorCriticPolicy(PolicyPreset):
     """
 
     preset: ClassVar[dict[str, Any]] = dict(
-        net_arch=dict(shared=[128]), activation_fn=nn.ReLU, layer_norm=False, init="orthogonal", std="state_independent"
+        net_arch=dict(shared=[128]), activation_fn=nn.ReLU, layer_norm=True, init="orthogonal", std="state_independent"
     )
 
 
