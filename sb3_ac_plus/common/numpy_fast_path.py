@@ -128,12 +128,13 @@ class _NumpyMLP:
             if self.tanh:
                 grad_pre = grad_hidden * (1.0 - out * out)
             else:
-                grad_pre = grad_hidden * np.where(pre > 0, 1.0, self.negative_slope)
+                grad_pre = grad_hidden * np.where(pre > 0, 1.0, self.negative_slope)  # pre > 0 iff out > 0
             if inv_std is not None:
                 # Backward of (z - mean(z)) / std(z): project out the mean and the normalised direction.
-                grad_pre = inv_std * (
-                    grad_pre - grad_pre.mean(axis=-1, keepdims=True) - pre * (grad_pre * pre).mean(axis=-1, keepdims=True)
-                )
+                inv_width = 1.0 / pre.shape[-1]
+                mean_grad = np.add.reduce(grad_pre, axis=-1, keepdims=True) * inv_width
+                mean_grad_pre = np.add.reduce(grad_pre * pre, axis=-1, keepdims=True) * inv_width
+                grad_pre = inv_std * (grad_pre - mean_grad - pre * mean_grad_pre)
             _write_linear_grads(grads, w_off, b_off, grad_pre, hidden[:n_rows])
             grad_hidden = grad_pre @ weight
 
