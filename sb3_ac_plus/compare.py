@@ -1,0 +1,246 @@
+"""Compare algorithms on one env, each with its hyperparameters from zoo_configs/, over several seeds.
+
+    python -m sb3_ac_plus.compare --env CartPole-v1 --algos one_step_ac a2c ppo --seeds 5 --budget 30000
+
+Every run is evaluated deterministically before training, every ``--eval-freq`` env steps and at the end, on a
+separate env. Per algorithm: the IQM over seeds of the final return (the mean return of the last evaluation) with a 95%
+stratified bootstrap confidence interval; how many seeds reach the env's reward threshold, with the median env steps and
+training seconds to reach it; and env-steps/s (training only, evaluation excluded). Seeds run in ``--workers`` worker
+processes. Outputs in ``--output-dir``: runs.csv (one row per algorithm, seed and evaluation), summary.json,
+summary.md (the table) and curves.png (IQM curve per algorithm with its 95% bootstrap band). If that folder already
+holds results, they are kept: the new ones go to a timestamped subfolder, unless ``--overwrite``. In summary.json a
+threshold not reached, or an env without one, is null.
+"""
+
+import argparse
+import json
+import math
+import multiprocessing
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import pandas as pd
+from tqdm import tqdm
+
+from sb3_ac_plus.evaluation.plots import plot_learning_curves
+from sb3_ac_plus.evaluation.statistics import iqm_with_ci, steps_to_threshold
+from sb3_ac_plus.evaluation.training import RunResult, train_and_evaluate
+
+RESULT_FILES = ("runs.csv", "summary.json", "summary.md", "curves.png")
+
+
+def reward_threshold(env_id: str) -> float | None:
+    """The env's ``spec.reward_threshold`` (None for envs without one, such as Pendulum-v1)."""
+    return gym.spec(env_id).reward_threshold
+
+
+def results_dir(output_dir: Path, overwrite: bool) -> Path:
+    """``output_dir``, or a new timestamped subfolder of it if it already holds results and ``overwrite`` is False."""
+    if overwrite or not any((output_dir / name).exists() for name in RESULT_FILES):
+        return output_dir
+    stamped = output_dir / time.strftime("%Y%m%d-%H%M%S")
+    suffix = 1
+    while stamped.exists():
+        stamped = output_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{suffix}"
+        suffix += 1
+    return stamped
+
+
+def run_all(
+    jobs: Sequence[tuple[str, int]], env_id: str, workers: int, progress: bool = True, **kwargs: Any
+) -> list[RunResult]:
+    """Run ``train_and_evaluate`` for every ``(algo, seed)``; with ``workers > 1`` in that many spawned processes."""
+    bar = tqdm(total=len(jobs), desc=f"{env_id} runs", unit="run", disable=not progress)
+    results = []
+    if workers == 1:
+        for algo, seed in jobs:
+            results.append(train_and_evaluate(algo, env_id, seed, **kwargs))
+            bar.update()
+    else:
+        # forkserver/spawn: a fork would copy the parent's torch threads and locks into the workers.
+        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
+            futures = [pool.submit(train_and_evaluate, algo, env_id, seed, **kwargs) for algo, seed in jobs]
+            for future in as_completed(futures):
+                results.append(future.result())
+                bar.update()
+    bar.close()
+    return sorted(results, key=lambda result: ([algo for algo, _ in jobs].index(result.algo), result.seed))
+
+
+def runs_table(results: Sequence[RunResult]) -> pd.DataFrame:
+    """One row per algorithm, seed and evaluation."""
+    rows = [
+        {"algo": run.algo, "env": run.env_id, "seed": run.seed, "eval_index": index, **vars(point)}
+        for run in results
+        for index, point in enumerate(run.curve)
+    ]
+    return pd.DataFrame(rows)
+
+
+def summarize(results: Sequence[RunResult], threshold: float | None) -> dict[str, dict[str, Any]]:
+    """Per algorithm: IQM of the final return with its 95% CI, threshold statistics and env-steps/s."""
+    summary: dict[str, dict[str, Any]] = {}
+    for algo in dict.fromkeys(run.algo for run in results):
+        runs = [run for run in results if run.algo == algo]
+        finals = [run.curve[-1].mean_return for run in runs]
+        point, lower, upper = iqm_with_ci(finals)
+        steps_to, seconds_to = [], []
+        for run in runs:
+            steps = steps_to_threshold([p.steps for p in run.curve], [p.mean_return for p in run.curve], threshold)
+            steps_to.append(steps)
+            hit = next((p.train_seconds for p in run.curve if p.steps == steps), math.inf)
+            seconds_to.append(math.nan if threshold is None else hit)
+        summary[algo] = {
+            "seeds": [run.seed for run in runs],
+            "final_returns": finals,
+            "final_return_iqm": point,
+            "final_return_ci95": [lower, upper],
+            "final_return_min": min(finals),
+            "final_return_max": max(finals),
+            "threshold": threshold,
+            "seeds_reaching_threshold": None if threshold is None else sum(math.isfinite(s) for s in steps_to),
+            "steps_to_threshold": steps_to,
+            "seconds_to_threshold": seconds_to,
+            # The median of a list with inf beyond its middle is inf: "not reached by most seeds".
+            "median_steps_to_threshold": statistics.median(steps_to),
+            "median_seconds_to_threshold": statistics.median(seconds_to),
+            "total_steps": [run.total_steps for run in runs],
+            "train_seconds": [run.train_seconds for run in runs],
+            "steps_per_second": statistics.mean(run.steps_per_second for run in runs),
+        }
+    return summary
+
+
+def _reached(value: float, budget: int, unit: str = "") -> str:
+    if math.isnan(value):
+        return "n/a"
+    if math.isinf(value):
+        return f"> {budget:,}" if not unit else "not reached"
+    return f"{value:,.0f}" if not unit else f"{value:.1f}{unit}"
+
+
+def markdown_table(summary: dict[str, dict[str, Any]], env_id: str, threshold: float | None) -> str:
+    shown = "n/a" if threshold is None else f"{threshold:g}"
+    lines = [
+        f"| algorithm | final return IQM [95% CI] | seeds reaching {shown} | median steps to {shown} "
+        f"| median training seconds to {shown} | env-steps/s |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for algo, row in summary.items():
+        lower, upper = row["final_return_ci95"]
+        budget = max(row["total_steps"])
+        reached = (
+            "n/a" if row["seeds_reaching_threshold"] is None else f"{row['seeds_reaching_threshold']}/{len(row['seeds'])}"
+        )
+        lines.append(
+            f"| {algo} | {row['final_return_iqm']:.1f} [{lower:.1f}, {upper:.1f}] | {reached} "
+            f"| {_reached(row['median_steps_to_threshold'], budget)} "
+            f"| {_reached(row['median_seconds_to_threshold'], budget, ' s')} | {row['steps_per_second']:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _json_safe(value: Any) -> Any:
+    """Strict JSON: a threshold not reached (inf) or absent (nan) is written as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(item) for item in value]
+    return value
+
+
+def build_parser(algos: Sequence[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m sb3_ac_plus.compare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--env", default="CartPole-v1", help="Gymnasium env id (default: CartPole-v1)")
+    parser.add_argument("--algos", nargs="+", default=list(algos), choices=list(algos), help="algorithms to compare")
+    parser.add_argument("--seeds", type=int, default=10, help="seeds per algorithm, 0..N-1 (default: 10)")
+    parser.add_argument(
+        "--budget",
+        type=int,
+        default=None,
+        help="env steps per run, one budget for every algorithm (default: each config's n_timesteps)",
+    )
+    parser.add_argument("--eval-freq", type=int, default=2000, help="env steps between evaluations (default: 2000)")
+    parser.add_argument("--eval-episodes", type=int, default=10, help="deterministic episodes per evaluation (default: 10)")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="parallel worker processes; 1 runs in this process (default: 2)"
+    )
+    parser.add_argument("--config-dir", type=Path, default=None, help="folder of <algo>.yml configs (default: zoo_configs/)")
+    parser.add_argument("--output-dir", type=Path, default=None, help="default: results/compare/<env>/")
+    parser.add_argument("--overwrite", action="store_true", help="write into --output-dir even if it holds results")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None, algos: Sequence[str]) -> argparse.Namespace:
+    parser = build_parser(algos)
+    args = parser.parse_args(argv)
+    for flag in ("seeds", "eval_freq", "eval_episodes", "workers"):
+        if getattr(args, flag) < 1:
+            parser.error(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
+    if args.budget is not None and args.budget < 1:
+        parser.error(f"--budget must be >= 1, got {args.budget}")
+    if args.env not in gym.registry:
+        parser.error(f"--env: unknown Gymnasium env id {args.env!r}")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+    from sb3_ac_plus.zoo import ALGOS, load_hyperparameters  # imported here: tests stand in for the zoo
+
+    args = parse_args(argv, list(ALGOS))
+    for algo in args.algos:
+        try:
+            load_hyperparameters(algo, args.env, config_dir=args.config_dir)
+        except (KeyError, ValueError, FileNotFoundError) as error:
+            build_parser(list(ALGOS)).error(f"--env: no {algo} config for {args.env} ({error})")
+    output_dir = results_dir(args.output_dir or Path("results") / "compare" / args.env, args.overwrite)
+    threshold = reward_threshold(args.env)
+
+    jobs = [(algo, seed) for algo in args.algos for seed in range(args.seeds)]
+    start = time.perf_counter()
+    results = run_all(
+        jobs,
+        args.env,
+        min(args.workers, len(jobs)),
+        progress=not args.no_progress,
+        budget=args.budget,
+        eval_freq=args.eval_freq,
+        eval_episodes=args.eval_episodes,
+        config_dir=args.config_dir,
+    )
+    elapsed = time.perf_counter() - start
+
+    summary = summarize(results, threshold)
+    table = markdown_table(summary, args.env, threshold)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    runs = runs_table(results)
+    runs.to_csv(output_dir / "runs.csv", index=False)
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    with open(output_dir / "summary.json", "w") as file:
+        saved = {"env": args.env, "settings": settings, "wall_seconds": elapsed, "summary": summary}
+        json.dump(_json_safe(saved), file, indent=1, allow_nan=False)
+    budget = f"{args.budget:,} env steps" if args.budget else "each config's n_timesteps"
+    header = (
+        f"{args.env}, {args.seeds} seeds per algorithm, {budget}; final return = mean of {args.eval_episodes} "
+        f"deterministic episodes at the end of training; IQM over seeds with a 95% stratified bootstrap CI.\n\n"
+    )
+    (output_dir / "summary.md").write_text(header + table)
+    plot_learning_curves(runs, output_dir / "curves.png", title=f"{args.env} ({args.seeds} seeds)", threshold=threshold)
+    print(f"\n{header}{table}\n{len(jobs)} runs in {elapsed:.0f} s with {args.workers} workers; results in {output_dir}/")
+    return summary
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,98 @@
+"""python -m sb3_ac_plus.compare: statistics, output files and their consistency, parallel workers, bad flags."""
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from sb3_ac_plus.compare import main, markdown_table, summarize
+from sb3_ac_plus.evaluation.statistics import iqm, iqm_with_ci, steps_to_threshold
+from sb3_ac_plus.evaluation.training import EvaluationPoint, RunResult
+
+TINY = ["--budget", "600", "--seeds", "2", "--eval-freq", "300", "--eval-episodes", "2", "--no-progress"]
+
+
+def test_iqm_and_bootstrap_interval() -> None:
+    assert iqm([1, 2, 3, 4, 100, -100, 2.5, 3.5]) == pytest.approx(np.mean([2, 2.5, 3, 3.5]))
+    scores = np.random.default_rng(0).normal(size=10)
+    point, lower, upper = iqm_with_ci(scores)
+    assert lower <= point <= upper and scores.min() <= lower and upper <= scores.max()
+    assert iqm_with_ci(scores) == iqm_with_ci(scores)  # seeded resampling: a summary is reproducible
+    assert iqm_with_ci([7.0]) == (7.0, 7.0, 7.0)
+    assert steps_to_threshold([0, 300, 600], [10, 500, 20], 475) == 300
+    assert steps_to_threshold([0, 300], [10, 20], 475) == math.inf
+    assert math.isnan(steps_to_threshold([0, 300], [10, 20], None))
+
+
+def test_env_without_threshold_reports_na() -> None:
+    curve = [EvaluationPoint(0, -1500.0, 0.0, 0.0, 0.0), EvaluationPoint(100, -1200.0, 0.0, 1.0, 1.5)]
+    runs = [RunResult("a2c", "Pendulum-v1", seed, 100, 1.0, 1.5, curve) for seed in range(2)]
+    summary = summarize(runs, threshold=None)
+    assert summary["a2c"]["seeds_reaching_threshold"] is None
+    table = markdown_table(summary, "Pendulum-v1", None)
+    assert table.splitlines()[-1].count("n/a") == 3
+    assert summary["a2c"]["steps_per_second"] == pytest.approx(100.0)
+
+
+def check_outputs(output_dir: Path, algos: list[str], seeds: int) -> dict[str, Any]:
+    for name in ("runs.csv", "summary.json", "summary.md", "curves.png"):
+        assert (output_dir / name).stat().st_size > 0, name
+    runs = pd.read_csv(output_dir / "runs.csv")
+    assert set(runs["algo"]) == set(algos) and set(runs["seed"]) == set(range(seeds))
+    assert (runs.groupby(["algo", "seed"])["eval_index"].min() == 0).all()  # an evaluation before training
+    summary = json.loads((output_dir / "summary.json").read_text())["summary"]
+    for algo in algos:
+        row = summary[algo]
+        finals = runs[runs["algo"] == algo].sort_values("steps").groupby("seed")["mean_return"].last()
+        assert sorted(row["final_returns"]) == pytest.approx(sorted(finals))
+        assert min(finals) <= row["final_return_iqm"] <= max(finals)
+        lower, upper = row["final_return_ci95"]
+        assert lower <= row["final_return_iqm"] <= upper
+        for steps, total in zip(row["steps_to_threshold"], row["total_steps"], strict=True):
+            assert steps is None or steps <= total  # null: not reached
+        assert all(total >= 600 for total in row["total_steps"]) and row["steps_per_second"] > 0
+        assert row["threshold"] == 475
+    table = (output_dir / "summary.md").read_text()
+    assert all(f"| {algo} |" in table for algo in algos)
+    return summary
+
+
+def test_comparison_writes_consistent_results_and_keeps_earlier_ones(tmp_path: Path) -> None:
+    argv = ["--env", "CartPole-v1", "--algos", "one_step_ac", "a2c", *TINY, "--workers", "1", "--output-dir", str(tmp_path)]
+    main(argv)
+    check_outputs(tmp_path, ["one_step_ac", "a2c"], seeds=2)
+    first = (tmp_path / "runs.csv").read_text()
+    main([*argv, "--seeds", "1", "--algos", "a2c"])
+    assert (tmp_path / "runs.csv").read_text() == first  # never overwritten silently
+    (stamped,) = [path for path in tmp_path.iterdir() if path.is_dir()]
+    check_outputs(stamped, ["a2c"], seeds=1)
+
+
+def test_seeds_run_in_parallel_workers(tmp_path: Path) -> None:
+    main(["--env", "CartPole-v1", "--algos", "one_step_ac", "ppo", *TINY, "--workers", "2", "--output-dir", str(tmp_path)])
+    check_outputs(tmp_path, ["one_step_ac", "ppo"], seeds=2)
+
+
+@pytest.mark.parametrize(
+    "argv, flag",
+    [
+        (["--algos", "dqn"], "--algos"),
+        (["--env", "NoSuchEnv-v0"], "--env"),
+        (["--env", "MountainCar-v0"], "--env"),  # registered, but no config block
+        (["--seeds", "0"], "--seeds"),
+        (["--budget", "0"], "--budget"),
+        (["--workers", "0"], "--workers"),
+        (["--eval-freq", "-1"], "--eval-freq"),
+    ],
+)
+def test_bad_flags_exit_2_naming_the_flag(
+    argv: list[str], flag: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--output-dir", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert flag in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())

@@ -1,0 +1,240 @@
+"""Tests of sb3_ac_plus.zoo: the zoo config files, the safe loader, and training through rl_zoo3."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import torch as th
+from stable_baselines3.common.utils import LinearSchedule
+from stable_baselines3.common.vec_env import VecFrameStack, VecNormalize
+
+from sb3_ac_plus import OneStepAC
+from sb3_ac_plus.zoo import ALGOS, load_hyperparameters, make_model_and_env, parse_config, parse_policy_kwargs
+from sb3_ac_plus.zoo.config import DEFAULT_CONFIG_DIR
+
+REPO = Path(__file__).resolve().parent.parent
+CONFIG_DIR = REPO / "zoo_configs"
+ENV_IDS = ["CartPole-v1", "Acrobot-v1", "LunarLander-v3", "Pendulum-v1", "MountainCarContinuous-v0"]
+try:
+    import Box2D  # noqa: F401
+
+    HAS_BOX2D = True
+except ImportError:
+    HAS_BOX2D = False
+
+# Strings that would run code if a loader evaluated them; each writes a marker file.
+MALICIOUS = [
+    "__import__('pathlib').Path({marker!r}).touch()",
+    "dict(net_arch=__import__('pathlib').Path({marker!r}).touch())",
+    "dict(activation_fn=exec(\"open({marker!r}, 'w')\"))",
+    "dict(net_arch=[64], x=[c for c in ().__class__.__base__.__subclasses__()])",
+    "dict(net_arch=(lambda: open({marker!r}, 'w'))())",
+    "dict(**{{'a': open({marker!r}, 'w')}})",
+    "nn.Tanh.__init__.__globals__['os'].system('touch {marker}')",
+]
+
+
+@pytest.fixture(autouse=True)
+def _single_thread() -> None:
+    th.set_num_threads(1)
+
+
+def write_config(tmp_path: Path, algo: str, text: str) -> Path:
+    (tmp_path / f"{algo}.yml").write_text(text)
+    return tmp_path
+
+
+def test_default_config_dir_is_the_repository_folder() -> None:
+    assert DEFAULT_CONFIG_DIR == CONFIG_DIR
+    assert load_hyperparameters("ppo", "CartPole-v1") == load_hyperparameters("ppo", "CartPole-v1", CONFIG_DIR)
+    assert set(ALGOS) == {"one_step_ac", "a2c", "ppo"} and ALGOS["one_step_ac"] is OneStepAC
+
+
+@pytest.mark.parametrize("algo", sorted(ALGOS))
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_every_config_loads(algo: str, env_id: str) -> None:
+    block = load_hyperparameters(algo, env_id)
+    config = parse_config(algo, env_id, block)
+    assert config.n_timesteps >= 1 and config.n_envs >= 1
+    if algo == "one_step_ac":
+        assert config.normalize_kwargs is None
+    if env_id.startswith("LunarLander") and not HAS_BOX2D:
+        pytest.skip("Box2D is not installed: the config parses, the env cannot be built")
+    _model, env, n_timesteps = make_model_and_env(algo, env_id, device="cpu")
+    assert n_timesteps == config.n_timesteps
+    assert env.num_envs == config.n_envs
+    assert isinstance(env, VecNormalize) == (config.normalize_kwargs is not None)
+    env.close()
+
+
+def test_zoo_values_are_read_as_the_zoo_reads_them() -> None:
+    model, env, n_timesteps = make_model_and_env("ppo", "CartPole-v1", device="cpu")
+    assert n_timesteps == 100_000 and env.num_envs == 8
+    assert isinstance(model.learning_rate, LinearSchedule)
+    assert model.learning_rate(1.0) == pytest.approx(1e-3) and model.learning_rate(0.0) == 0.0
+    assert model.clip_range(0.5) == pytest.approx(0.1)
+    env.close()
+    model, env, _ = make_model_and_env("a2c", "Pendulum-v1", device="cpu", n_envs=1)
+    assert isinstance(env, VecNormalize) and env.gamma == 0.9  # rl-zoo gives VecNormalize the algorithm's gamma
+    assert model.policy_kwargs["log_std_init"] == -2 and model.policy_kwargs["ortho_init"] is False
+    env.close()
+
+
+@pytest.mark.parametrize(
+    ("algo", "env_id"), [("one_step_ac", "CartPole-v1"), ("one_step_ac", "Pendulum-v1"), ("a2c", "Pendulum-v1")]
+)
+def test_models_train(algo: str, env_id: str) -> None:
+    model, env, n_timesteps = make_model_and_env(algo, env_id, seed=1, n_timesteps=200, device="cpu", n_envs=1)
+    assert n_timesteps == 200
+    model.learn(n_timesteps)
+    assert model.num_timesteps >= 200
+    env.close()
+
+
+def test_overrides_win_and_are_checked() -> None:
+    model, env, _ = make_model_and_env("one_step_ac", "CartPole-v1", learning_rate="lin_0.5", gamma=0.9, device="cpu")
+    assert isinstance(model.learning_rate, LinearSchedule) and model.gamma == 0.9
+    env.close()
+    with pytest.raises(ValueError, match="CartPole-v1: gama: unknown key"):
+        make_model_and_env("one_step_ac", "CartPole-v1", gama=0.9)
+
+
+def test_frame_stack_and_env_kwargs(tmp_path: Path) -> None:
+    config_dir = write_config(
+        tmp_path,
+        "ppo",
+        'Pendulum-v1:\n  n_timesteps: 1000\n  frame_stack: 3\n  env_kwargs: "dict(g=9.0)"\n'
+        '  normalize: "dict(norm_obs=True, norm_reward=False)"\n',
+    )
+    _model, env, _ = make_model_and_env("ppo", "Pendulum-v1", config_dir=config_dir, device="cpu")
+    assert isinstance(env, VecNormalize) and not env.norm_reward
+    assert isinstance(env.venv, VecFrameStack) and env.observation_space.shape == (9,)
+    assert env.get_attr("g")[0] == 9.0
+    env.close()
+
+
+BAD_BLOCKS: list[tuple[str, str, str]] = [
+    ("one_step_ac", "n_timesteps: 1000\n  learning_rate: lin_abc", "learning_rate"),
+    ("one_step_ac", "n_timesteps: 1000\n  learning_rate: 1e-3", "learning_rate"),  # YAML 1.1 reads it as a string
+    ("one_step_ac", "n_timesteps: 1000\n  critic_learning_rate: cos_0.1", "critic_learning_rate"),
+    ("ppo", "n_timesteps: 1000\n  clip_range: lin_-0.2", "clip_range"),
+    ("one_step_ac", "n_timesteps: 1000\n  gama: 0.9", "gama"),
+    ("one_step_ac", "n_timesteps: 1000\n  policy_kwargs: '[64, 64]'", "policy_kwargs"),
+    ("one_step_ac", "n_timesteps: 1000\n  policy_kwargs: 42", "policy_kwargs"),
+    ("one_step_ac", "n_timesteps: 1000\n  policy_kwargs: 'dict(net_arch=[64]'", "policy_kwargs"),
+    ("one_step_ac", "n_timesteps: 1000\n  policy_kwargs: 'dict(activation_fn=os.system)'", "policy_kwargs"),
+    ("one_step_ac", "n_timesteps: 1000\n  normalize: true", "normalize"),
+    ("ppo", "n_timesteps: 1000\n  normalize: 'dict(norm_obs=True, scale=2)'", "normalize"),
+    ("ppo", "n_timesteps: 1000\n  normalize: 'os.system(1)'", "normalize"),
+    ("ppo", "n_timesteps: 1000\n  env_wrapper: gymnasium.wrappers.TimeLimit", "env_wrapper"),
+    ("ppo", "n_timesteps: 1000\n  callback: rl_zoo3.callbacks.ParallelTrainCallback", "callback"),
+    ("ppo", "n_timesteps: 1000\n  policy: 'my_module.MyPolicy'", "policy"),
+    ("ppo", "n_timesteps: 1000\n  n_envs: 0", "n_envs"),
+    ("ppo", "n_timesteps: 1000\n  n_envs: 2.5", "n_envs"),
+    ("ppo", "n_timesteps: 1000\n  frame_stack: -1", "frame_stack"),
+    ("ppo", "n_timesteps: 1000\n  seed: 3", "seed"),
+    ("ppo", "n_timesteps: lots", "n_timesteps"),
+    ("ppo", "n_envs: 2", "n_timesteps"),
+    ("ppo", "n_timesteps: 1000\n  _init_setup_model: false", "_init_setup_model"),
+]
+
+
+@pytest.mark.parametrize(("algo", "body", "key"), BAD_BLOCKS)
+def test_bad_keys_and_values_name_env_and_key(tmp_path: Path, algo: str, body: str, key: str) -> None:
+    config_dir = write_config(tmp_path, algo, f"Pendulum-v1:\n  {body}\n")
+    with pytest.raises(ValueError, match=f"^Pendulum-v1: {key}: "):
+        make_model_and_env(algo, "Pendulum-v1", config_dir=config_dir, device="cpu")
+
+
+def test_constructor_errors_name_the_env(tmp_path: Path) -> None:
+    config_dir = write_config(tmp_path, "one_step_ac", "CartPole-v1:\n  n_timesteps: 1000\n  trace_lambda: 1.5\n")
+    with pytest.raises(ValueError, match=r"^CartPole-v1: .*trace_lambda"):
+        make_model_and_env("one_step_ac", "CartPole-v1", config_dir=config_dir, device="cpu")
+
+
+def test_unknown_algo_env_or_folder_lists_what_exists(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown algorithm 'sac'; known: one_step_ac, a2c, ppo"):
+        load_hyperparameters("sac", "CartPole-v1")
+    with pytest.raises(ValueError, match=r"no block for 'CartPole-v0'.*CartPole-v1, Acrobot-v1"):
+        load_hyperparameters("ppo", "CartPole-v0")
+    with pytest.raises(ValueError, match=r"no config file .*one_step_ac\.yml"):
+        load_hyperparameters("one_step_ac", "CartPole-v1", tmp_path)
+    write_config(tmp_path, "ppo", "CartPole-v1: 3\n")
+    with pytest.raises(ValueError, match="CartPole-v1: expected a mapping"):
+        load_hyperparameters("ppo", "CartPole-v1", tmp_path)
+
+
+@pytest.mark.parametrize("template", MALICIOUS)
+def test_malicious_strings_never_run(tmp_path: Path, template: str) -> None:
+    marker = tmp_path / "pwned"
+    code = template.format(marker=str(marker))
+    with pytest.raises(ValueError, match="policy_kwargs"):
+        parse_policy_kwargs(code)
+    for key in ("policy_kwargs", "normalize", "env_kwargs"):
+        block: dict[str, Any] = {"n_timesteps": 1000, key: code}
+        with pytest.raises(ValueError, match=f"^CartPole-v1: {key}: "):
+            parse_config("ppo", "CartPole-v1", block)
+    # and through a YAML file, with YAML's own Python tags, which yaml.safe_load refuses
+    config_dir = write_config(tmp_path, "ppo", f"CartPole-v1:\n  n_timesteps: 1000\n  policy_kwargs: {json.dumps(code)}\n")
+    with pytest.raises(ValueError, match="policy_kwargs"):
+        make_model_and_env("ppo", "CartPole-v1", config_dir=config_dir, device="cpu")
+    write_config(tmp_path, "ppo", f"CartPole-v1: !!python/object/apply:os.system ['touch {marker}']\n")
+    with pytest.raises(Exception, match="python/object/apply"):
+        load_hyperparameters("ppo", "CartPole-v1", tmp_path)
+    assert not marker.exists()
+
+
+def test_tuning_uses_the_package_parser() -> None:
+    sys.path.insert(0, str(REPO))
+    from tuning import zoo_format
+
+    assert zoo_format.parse_policy_kwargs is parse_policy_kwargs
+
+
+def test_rl_zoo3_trains_one_step_ac(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("rl_zoo3")
+    from rl_zoo3 import hyperparams_opt, utils
+
+    from sb3_ac_plus.zoo.rl_zoo3_plugin import main, register
+
+    register()
+    assert utils.ALGOS["one_step_ac"] is OneStepAC and "one_step_ac" in hyperparams_opt.HYPERPARAMS_SAMPLER
+    args = ["--algo", "one_step_ac", "--env", "CartPole-v1", "-n", "300", "--conf-file", str(CONFIG_DIR / "one_step_ac.yml")]
+    args += ["-f", str(tmp_path / "logs"), "--eval-freq", "-1", "--seed", "0", "--device", "cpu", "--verbose", "0"]
+    monkeypatch.setattr(sys, "argv", ["train", *args])
+    main()
+    saved = tmp_path / "logs" / "one_step_ac" / "CartPole-v1_1" / "CartPole-v1.zip"
+    model = OneStepAC.load(saved, device="cpu")
+    assert model.num_timesteps == 300
+
+
+def test_rl_zoo3_tunes_one_step_ac(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("rl_zoo3")
+    from sb3_ac_plus.zoo.rl_zoo3_plugin import main
+
+    args = ["--algo", "one_step_ac", "--env", "CartPole-v1", "-n", "200", "--conf-file", str(CONFIG_DIR / "one_step_ac.yml")]
+    args += ["-f", str(tmp_path / "logs"), "--seed", "0", "--device", "cpu", "--verbose", "0", "-optimize"]
+    args += ["--n-trials", "2", "--n-jobs", "1", "--sampler", "random", "--pruner", "none", "--n-evaluations", "1"]
+    args += ["--eval-episodes", "1", "--no-optim-plots"]
+    monkeypatch.setattr(sys, "argv", ["train", *args])
+    main()
+    assert list((tmp_path / "logs" / "one_step_ac").glob("report_CartPole-v1_2-trials-*.csv"))
+
+
+def test_rl_zoo3_sampler_is_the_tuning_search_space() -> None:
+    from sb3_ac_plus.zoo.rl_zoo3_plugin import sample_one_step_ac_params
+
+    sys.path.insert(0, str(REPO))
+    from tuning.search_spaces import sample_hyperparameters, searched_names
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(20):
+        trial = study.ask()
+        ours = sample_one_step_ac_params(trial, 1, 1, {})
+        assert set(trial.params) <= set(searched_names("one_step_ac"))
+        assert ours == sample_hyperparameters(optuna.trial.FixedTrial(trial.params), "one_step_ac")
