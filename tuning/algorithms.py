@@ -1,48 +1,18 @@
-"""The algorithms the tuner knows, by their command-line name.
-
-OneStepAC is imported on first use, so that ``--help`` and the A2C/PPO paths work even where ``sb3_ac_plus`` is
-missing or broken.
-"""
+"""The algorithms the tuner knows, by their command-line name: the zoo's table (:mod:`sb3_ac_plus.zoo.algorithms`)."""
 
 from __future__ import annotations
 
-import importlib
-import inspect
-from typing import TYPE_CHECKING
+from sb3_ac_plus.zoo.algorithms import ALGOS as ALGORITHMS
+from sb3_ac_plus.zoo.algorithms import constructor_parameters as _class_constructor_parameters
+from sb3_ac_plus.zoo.algorithms import get_algorithm_class
 
-if TYPE_CHECKING:
-    from stable_baselines3.common.base_class import BaseAlgorithm
-
-# command-line name -> "module:ClassName"
-ALGORITHMS: dict[str, str] = {
-    "one_step_ac": "sb3_ac_plus:OneStepAC",
-    "a2c": "stable_baselines3:A2C",
-    "ppo": "stable_baselines3:PPO",
-}
-
-
-def get_algorithm_class(name: str) -> type[BaseAlgorithm]:
-    """Import and return the class of an algorithm.
-
-    :param name: command-line name, a key of :data:`ALGORITHMS`
-    :return: the algorithm class
-    :raises ImportError: when the module providing the algorithm cannot be imported
-    """
-    module_name, class_name = ALGORITHMS[name].split(":")
-    module = importlib.import_module(module_name)
-    return getattr(module, class_name)
+__all__ = ["ALGORITHMS", "constructor_parameters", "get_algorithm_class"]
 
 
 def constructor_parameters(name: str) -> set[str]:
-    """Names of the keyword arguments the algorithm's constructor accepts, ``policy`` and ``env`` excluded.
+    """Names of the keyword arguments the algorithm's constructor accepts (``policy``, ``env`` and private ones excluded).
 
     :param name: command-line name of the algorithm
     :return: the parameter names
     """
-    signature = inspect.signature(get_algorithm_class(name).__init__)
-    return {
-        parameter.name
-        for parameter in signature.parameters.values()
-        if parameter.name not in ("self", "policy", "env")
-        and parameter.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    }
+    return _class_constructor_parameters(get_algorithm_class(name))
