@@ -272,6 +272,13 @@ class OneStepAC(OnPolicyAlgorithm):
                 offsets[id(param)] = offset
                 offset += param.numel()
             self._fast = NumpyActorCritic(self.policy, offsets, offset)
+            # NumPy views of the parameter vector and the traces (same memory), valid until the next learn() call.
+            self._fast_arrays = (
+                self._flat_actor.numpy(),
+                self._flat_critic.numpy(),
+                None if self._actor_traces is None else self._actor_traces.traces.numpy(),
+                None if self._critic_traces is None else self._critic_traces.traces.numpy(),
+            )
 
     def _excluded_save_params(self) -> list[str]:
         return [
@@ -284,6 +291,7 @@ class OneStepAC(OnPolicyAlgorithm):
             "_flat_critic",
             "_norm_obs",
             "_fast",
+            "_fast_arrays",
             "_log_stats",
         ]
 
@@ -486,10 +494,7 @@ class OneStepAC(OnPolicyAlgorithm):
             delta.astype(np.float32),
             grads[:, :n_actor],
             grads[:, n_actor:],
-            self._flat_actor.numpy(),
-            self._flat_critic.numpy(),
-            None if self._actor_traces is None else self._actor_traces.traces.numpy(),
-            None if self._critic_traces is None else self._critic_traces.traces.numpy(),
+            *self._fast_arrays,
             log_prob,
             entropy,
         )
