@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from sb3_ac_plus.compare import main, markdown_table, summarize
 from sb3_ac_plus.evaluation.statistics import iqm, iqm_with_ci, steps_to_threshold
-from sb3_ac_plus.evaluation.training import EvaluationPoint, RunResult
+from sb3_ac_plus.evaluation.training import EvaluationPoint, RunResult, train_and_evaluate
 
 TINY = ["--budget", "600", "--seeds", "2", "--eval-freq", "300", "--eval-episodes", "2", "--no-progress"]
 
@@ -35,6 +35,13 @@ def test_env_without_threshold_reports_na() -> None:
     table = markdown_table(summary, "Pendulum-v1", None)
     assert table.splitlines()[-1].count("n/a") == 3
     assert summary["a2c"]["steps_per_second"] == pytest.approx(100.0)
+
+
+def test_training_stops_at_the_budget_inside_a_rollout() -> None:
+    # PPO's CartPole config collects 8 envs x 32 steps per rollout: learn(600) alone would train on 768 steps.
+    result = train_and_evaluate("ppo", "CartPole-v1", seed=0, budget=600, eval_freq=300, eval_episodes=1)
+    assert result.total_steps == 600
+    assert [point.steps for point in result.curve] == [0, 304, 600]  # the vectorized step that crosses 300 is 304
 
 
 def check_outputs(output_dir: Path, algos: list[str], seeds: int) -> dict[str, Any]:

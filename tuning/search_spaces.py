@@ -128,7 +128,7 @@ def sample_one_step_ac(space: Space) -> dict[str, Any]:
         "trace_lambda": trace_lambda,
         # OneStepAC bootstraps over n steps only without eligibility traces
         "n_steps": space.categorical("n_steps", [1, 2, 4, 8], when=trace_lambda == 0.0, otherwise=1),
-        "gamma": space.categorical("gamma", [0.95, 0.98, 0.99, 0.995, 0.999]),
+        "gamma": space.categorical("gamma", [0.9, 0.95, 0.98, 0.99, 0.995, 0.999]),
         "ent_coef": space.log_uniform("ent_coef", 1e-4, 0.1),
         "actor_kappa": space.uniform("actor_kappa", 1.0, 4.0),
         "critic_kappa": space.uniform("critic_kappa", 1.0, 4.0),

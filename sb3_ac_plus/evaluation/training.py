@@ -1,7 +1,9 @@
 """Train one algorithm on one env from its zoo config, with a periodic deterministic evaluation on a separate env.
 
 ``train_and_evaluate`` is what a worker process of ``python -m sb3_ac_plus.compare`` and ``python -m sb3_ac_plus.run
-train`` runs. Training time excludes evaluation, so env-steps/s measures the learner alone.
+train`` runs. Training time excludes evaluation, so env-steps/s measures the learner alone. Training stops at the
+first env step that reaches the budget, even inside a rollout: SB3's ``learn`` would otherwise finish the rollout and
+update on the steps past the budget (PPO with 16 envs x 1024 steps would train on 114,688 steps of a 100,000 budget).
 """
 
 import time
@@ -47,13 +49,16 @@ class PeriodicEvaluation(BaseCallback):
     :param eval_env: the evaluation env (see ``make_eval_env``)
     :param eval_freq: env steps between evaluations, counted over all envs of the training VecEnv
     :param n_eval_episodes: episodes per evaluation
+    :param budget: if given, training stops (after a last evaluation) at the first step where the env steps reach it,
+        so that no algorithm updates on steps past the budget
     """
 
-    def __init__(self, eval_env: VecEnv, eval_freq: int, n_eval_episodes: int) -> None:
+    def __init__(self, eval_env: VecEnv, eval_freq: int, n_eval_episodes: int, budget: int | None = None) -> None:
         super().__init__()
         self.eval_env = eval_env
         self.eval_freq = eval_freq
         self.n_eval_episodes = n_eval_episodes
+        self.budget = budget
         self.points: list[EvaluationPoint] = []
         self._next_eval = eval_freq
         self._start = 0.0
@@ -84,6 +89,10 @@ class PeriodicEvaluation(BaseCallback):
             self._evaluate()
             while self._next_eval <= self.num_timesteps:
                 self._next_eval += self.eval_freq
+        if self.budget is not None and self.num_timesteps >= self.budget:
+            if self.points[-1].steps != self.num_timesteps:
+                self._evaluate()
+            return False
         return True
 
     def _on_training_end(self) -> None:
@@ -122,7 +131,8 @@ def train_and_evaluate(
     save_path: str | Path | None = None,
 ) -> RunResult:
     """Build ``algo`` and its VecEnv from the zoo config for ``env_id``, train it for ``budget`` env steps (the config's
-    ``n_timesteps`` if None) with a periodic evaluation, and optionally save the model.
+    ``n_timesteps`` if None; training stops at the first step that reaches it, mid-rollout if need be) with a periodic
+    evaluation, and optionally save the model.
 
     Torch runs single-threaded: several of these run side by side, one per worker process.
     """
@@ -130,7 +140,7 @@ def train_and_evaluate(
 
     th.set_num_threads(1)
     model, vec_env, n_timesteps = make_model_and_env(algo, env_id, seed=seed, config_dir=config_dir, n_timesteps=budget)
-    callback = PeriodicEvaluation(make_eval_env(model, env_id, seed), eval_freq, eval_episodes)
+    callback = PeriodicEvaluation(make_eval_env(model, env_id, seed), eval_freq, eval_episodes, budget=int(n_timesteps))
     start = time.perf_counter()
     model.learn(int(n_timesteps), callback=callback)
     wall = time.perf_counter() - start
