@@ -63,7 +63,7 @@ def test_policy_aliases_and_observation_spaces(policy, env) -> None:
 def test_discrete_observations_use_one_hot_and_no_normalisation() -> None:
     model = OneStepAC("MlpPolicy", IdentityEnv(4), seed=0)
     assert isinstance(model.observation_space, spaces.Discrete)
-    assert model._obs_normalizer is not None and not model._obs_normalizer.active
+    assert model.normalize_observations and model.obs_normalizer is None
     model.learn(100)
     assert model._fast is None  # the torch path handles non-vector observations
 

@@ -4,14 +4,24 @@ import numpy as np
 import pytest
 import torch as th
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.evaluation import evaluate_policy
 
 from sb3_ac_plus import OneStepAC, StreamingActorCriticPolicy
 
 CONFIGS = {
     "traces-fast-path": dict(),
     "traces-torch-path-2-envs": dict(_fast=False, n_envs=2),
+    "no-normalisers": dict(normalize_observations=False, normalize_rewards=False),
+    "no-obs-normaliser-torch-path": dict(_fast=False, normalize_observations=False),
+    "no-reward-scaler": dict(normalize_rewards=False),
+    "no-traces": dict(trace_lambda=0.0),
+    "no-traces-no-normalisers": dict(trace_lambda=0.0, normalize_observations=False, normalize_rewards=False),
     "n-step-windows": dict(n_steps=3, trace_lambda=0.0),
+    "n-step-windows-no-normalisers": dict(n_steps=3, trace_lambda=0.0, normalize_observations=False, normalize_rewards=False),
     "adam-optimizer": dict(update_rule="optimizer", trace_lambda=0.0, learning_rate=1e-3),
+    "adam-optimizer-no-normalisers": dict(
+        update_rule="optimizer", trace_lambda=0.0, learning_rate=1e-3, normalize_observations=False, normalize_rewards=False
+    ),
 }
 
 
@@ -25,7 +35,8 @@ def _make(config: dict, env_seed: int = 7) -> OneStepAC:
 
 
 def _flat(model: OneStepAC) -> th.Tensor:
-    return th.cat([p.detach().reshape(-1) for p in model.policy.parameters()])
+    """Every parameter and buffer of the policy (the observation normaliser's statistics too)."""
+    return th.cat([t.detach().reshape(-1).double() for t in model.policy.state_dict().values()])
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))
@@ -46,20 +57,70 @@ def test_resume_from_saved_model_equals_uninterrupted_run(name: str, tmp_path) -
 
     assert resumed.num_timesteps == uninterrupted.num_timesteps == 1400
     assert th.equal(_flat(resumed), _flat(uninterrupted))
+    assert resumed._n_updates == uninterrupted._n_updates
+    for state in ("_reward_scaler", "_actor_traces", "_windows"):
+        assert (getattr(resumed, state) is None) == (getattr(uninterrupted, state) is None)
+    if uninterrupted._reward_scaler is not None:
+        assert resumed._reward_scaler.stats.count == uninterrupted._reward_scaler.stats.count == 1400
+
+
+def _raw_pendulum_observations() -> np.ndarray:
+    return (np.random.default_rng(0).uniform(-1, 1, size=(20, 3)) * [1, 1, 8]).astype(np.float32)
 
 
 def test_round_trip_gives_equal_predictions_on_raw_observations(tmp_path) -> None:
     model = OneStepAC("MlpPolicy", "Pendulum-v1", seed=0).learn(500)
     model.save(tmp_path / "model.zip")
     loaded = OneStepAC.load(tmp_path / "model.zip")
-    raw = np.random.default_rng(0).uniform(-1, 1, size=(20, 3)).astype(np.float32) * [1, 1, 8]
+    raw = _raw_pendulum_observations()
     expected, _ = model.predict(raw, deterministic=True)
     got, _ = loaded.predict(raw, deterministic=True)
     assert np.array_equal(expected, got)
-    assert loaded._obs_normalizer.stats[None].count == model._obs_normalizer.stats[None].count
-    # The normaliser matters: the raw policy on unnormalised observations acts differently.
-    raw_policy, _ = loaded.policy.predict(raw, deterministic=True)
-    assert not np.array_equal(raw_policy, got)
+    assert loaded.obs_normalizer.statistics().count == model.obs_normalizer.statistics().count == 501
+    # The normaliser matters: the same networks on unnormalised observations act differently.
+    loaded.policy.obs_normalizer = None
+    unnormalised, _ = loaded.policy.predict(raw, deterministic=True)
+    assert not np.array_equal(unnormalised, got)
+
+
+def test_policy_alone_acts_as_the_model_on_raw_observations(tmp_path) -> None:
+    model = OneStepAC("MlpPolicy", "Pendulum-v1", seed=0).learn(500)
+    raw = _raw_pendulum_observations()
+    expected, _ = model.predict(raw, deterministic=True)
+    assert np.array_equal(model.policy.predict(raw, deterministic=True)[0], expected)
+
+    model.policy.save(tmp_path / "policy.pth")
+    policy = StreamingActorCriticPolicy.load(tmp_path / "policy.pth")
+    assert np.array_equal(policy.predict(raw, deterministic=True)[0], expected)
+    with th.no_grad():
+        obs = th.as_tensor(raw)
+        assert th.equal(policy.predict_values(obs), model.policy.predict_values(obs))
+        assert th.equal(policy(obs, deterministic=True)[0], model.policy(obs, deterministic=True)[0])
+        actions = th.as_tensor(expected)
+        for got, want in zip(policy.evaluate_actions(obs, actions), model.policy.evaluate_actions(obs, actions), strict=True):
+            assert th.equal(got, want)
+
+    # Parameters moved into another model carry the normaliser's statistics.
+    other = OneStepAC("MlpPolicy", "Pendulum-v1", seed=1)
+    other.set_parameters(model.get_parameters())
+    assert np.array_equal(other.predict(raw, deterministic=True)[0], expected)
+
+    # evaluate_policy with the policy alone gives the model's returns (deterministic env and policy; the last digits
+    # may differ because the model's parameters are views of one vector, the loaded policy's are not).
+    returns = [
+        evaluate_policy(agent, make_vec_env("Pendulum-v1", n_envs=1, seed=3), n_eval_episodes=2, return_episode_rewards=True)[0]
+        for agent in (model, policy)
+    ]
+    assert np.allclose(returns[0], returns[1], rtol=1e-6, atol=0.0)
+
+
+def test_model_saved_before_the_normaliser_moved_into_the_policy_is_refused(tmp_path) -> None:
+    model = OneStepAC("MlpPolicy", "CartPole-v1", seed=0)
+    model._obs_normalizer = object()  # what an older version saved
+    del model._save_format
+    model.save(tmp_path / "old")
+    with pytest.raises(ValueError, match="saved by an older sb3-ac-plus"):
+        OneStepAC.load(tmp_path / "old")
 
 
 def test_loaded_model_keeps_training(tmp_path) -> None:

@@ -11,7 +11,7 @@ of the model.
 """
 
 import math
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import torch as th
@@ -68,6 +68,14 @@ def _np(param: th.Tensor | nn.Module) -> np.ndarray:
     return param.detach().numpy()
 
 
+class ForwardCache(NamedTuple):
+    """What the backward pass of :class:`_NumpyMLP` needs: the head's input and each hidden layer's
+    ``(input, normalised pre-activation, output, 1 / std or None)``."""
+
+    head_input: np.ndarray
+    layers: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]]
+
+
 class _NumpyMLP:
     """An :class:`MLP` followed by a linear head, in NumPy, writing its gradients into a flat buffer."""
 
@@ -82,12 +90,12 @@ class _NumpyMLP:
         self.tanh = math.isnan(negative_slope)
         self.negative_slope = negative_slope
 
-    def forward(self, x: np.ndarray) -> tuple[np.ndarray, list]:
+    def forward(self, x: np.ndarray) -> tuple[np.ndarray, ForwardCache]:
         """
         :param x: inputs ``(batch, in)``
         :return: the head's output ``(batch, out)`` and what the backward pass needs
         """
-        cache = []
+        layers = []
         hidden = x
         for weight, bias in self.weights:
             pre = hidden @ weight.T + bias
@@ -103,28 +111,28 @@ class _NumpyMLP:
                 out = np.maximum(pre, self.negative_slope * pre)
             else:
                 out = np.where(pre > 0, pre, self.negative_slope * pre)
-            cache.append((hidden, pre, out, inv_std))
+            layers.append((hidden, pre, out, inv_std))
             hidden = out
         weight, bias = self.head
-        return hidden @ weight.T + bias, cache
+        return hidden @ weight.T + bias, ForwardCache(hidden, layers)
 
-    def backward(self, grad_out: np.ndarray, cache: list, grads: np.ndarray) -> None:
+    def backward(self, grad_out: np.ndarray, cache: "ForwardCache", grads: np.ndarray) -> None:
         """
-        Per-row gradients of ``sum(grad_out * output)``, written into ``grads`` (one row per input row).
+        Per-row gradients of ``sum(grad_out * output)``, written into ``grads`` (one row per row of ``grad_out``).
 
         :param grad_out: gradient with respect to the head's output, ``(rows, out)``
-        :param cache: the forward pass's cache, restricted to the same rows
+        :param cache: the forward pass's cache (its first ``rows`` rows are used)
         :param grads: ``(rows, n_params)`` buffer laid out as the flat parameter vector
         """
         n_rows = grad_out.shape[0]
         weight, _ = self.head
         w_off, b_off = self.head_offsets
-        last_hidden = cache[-1][2] if cache else None
-        _write_linear_grads(grads, w_off, b_off, grad_out, last_hidden)
+        _write_linear_grads(grads, w_off, b_off, grad_out, cache.head_input[:n_rows])
         grad_hidden = grad_out @ weight
         for (weight, _), (w_off, b_off), (hidden, pre, out, inv_std) in zip(
-            reversed(self.weights), reversed(self.weight_offsets), reversed(cache), strict=True
+            reversed(self.weights), reversed(self.weight_offsets), reversed(cache.layers), strict=True
         ):
+            pre, out = pre[:n_rows], out[:n_rows]
             if self.tanh:
                 grad_pre = grad_hidden * (1.0 - out * out)
             else:
@@ -134,18 +142,18 @@ class _NumpyMLP:
                 inv_width = 1.0 / pre.shape[-1]
                 mean_grad = np.add.reduce(grad_pre, axis=-1, keepdims=True) * inv_width
                 mean_grad_pre = np.add.reduce(grad_pre * pre, axis=-1, keepdims=True) * inv_width
-                grad_pre = inv_std * (grad_pre - mean_grad - pre * mean_grad_pre)
+                grad_pre = inv_std[:n_rows] * (grad_pre - mean_grad - pre * mean_grad_pre)
             _write_linear_grads(grads, w_off, b_off, grad_pre, hidden[:n_rows])
             grad_hidden = grad_pre @ weight
 
 
 def _write_linear_grads(
-    grads: np.ndarray, weight_offset: int, bias_offset: int, grad_pre: np.ndarray, inputs: np.ndarray | None
+    grads: np.ndarray, weight_offset: int, bias_offset: int, grad_pre: np.ndarray, inputs: np.ndarray
 ) -> None:
     n_rows, n_out = grad_pre.shape
-    n_in = inputs.shape[1]  # type: ignore[union-attr]
+    n_in = inputs.shape[1]
     block = grads[:, weight_offset : weight_offset + n_out * n_in].reshape(n_rows, n_out, n_in)
-    np.multiply(grad_pre[:, :, None], inputs[:, None, :], out=block)  # type: ignore[index]
+    np.multiply(grad_pre[:, :, None], inputs[:, None, :], out=block)
     grads[:, bias_offset : bias_offset + n_out] = grad_pre
 
 
@@ -191,7 +199,7 @@ class NumpyActorCritic:
         state.update(log_probs=log_probs, probs=probs, actions=actions)
         return actions, state
 
-    def values(self, obs: np.ndarray) -> tuple[np.ndarray, list]:
+    def values(self, obs: np.ndarray) -> tuple[np.ndarray, ForwardCache]:
         """
         :param obs: normalised observations ``(batch, obs_dim)``
         :return: V(obs) ``(batch,)`` and the critic's forward state
@@ -213,7 +221,7 @@ class NumpyActorCritic:
         return log_prob, entropy
 
     def gradients(
-        self, actor_state: dict[str, Any], critic_cache: list, entropy_weights: np.ndarray, entropy: np.ndarray
+        self, actor_state: dict[str, Any], critic_cache: ForwardCache, entropy_weights: np.ndarray, entropy: np.ndarray
     ) -> np.ndarray:
         """
         Per-env gradients of ``log pi(a|s) + entropy_weights * H(pi(.|s))`` (actor part of the flat vector) and of
@@ -241,9 +249,5 @@ class NumpyActorCritic:
             # d H / d logits_j = -p_j (log p_j + H)
             grad_out -= entropy_weights[:, None] * probs * (log_probs + entropy[:, None])
         self.actor.backward(grad_out, actor_state["cache"], grads)
-        critic_rows = [
-            (hidden[:n_envs], pre[:n_envs], out[:n_envs], None if inv_std is None else inv_std[:n_envs])
-            for hidden, pre, out, inv_std in critic_cache
-        ]
-        self.critic.backward(np.ones((n_envs, 1), dtype=np.float32), critic_rows, grads)
+        self.critic.backward(np.ones((n_envs, 1), dtype=np.float32), critic_cache, grads)
         return grads

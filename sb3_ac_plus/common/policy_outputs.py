@@ -26,11 +26,14 @@ def actor_outputs(
     through SB3's.
 
     :param policy: an SB3 actor-critic policy
-    :param obs: observation tensors (as ``obs_as_tensor`` gives them)
+    :param obs: raw observation tensors (as ``obs_as_tensor`` gives them; the policy normalises them if it has a normaliser)
     :param actions: actions to evaluate; None samples them (without gradient)
     :return: the outputs, with gradients where they depend on the parameters
     """
-    features = super(ActorCriticPolicy, policy).extract_features(obs, policy.pi_features_extractor)  # type: ignore[arg-type]
+    features = super(ActorCriticPolicy, policy).extract_features(
+        normalized_observations(policy, obs),
+        policy.pi_features_extractor,  # type: ignore[arg-type]
+    )
     latent_pi = policy.mlp_extractor.forward_actor(features)
     distribution = policy.action_dist
     if type(distribution) is CategoricalDistribution:
@@ -58,8 +61,22 @@ def actor_outputs(
     return ActorOutputs(actions, dist.log_prob(actions), dist.entropy())
 
 
+def normalized_observations(
+    policy: ActorCriticPolicy, obs: th.Tensor | dict[str, th.Tensor]
+) -> th.Tensor | dict[str, th.Tensor]:
+    """
+    :return: the observations as the policy's networks see them: normalised by the policy's own observation normaliser
+        (``policy.obs_normalizer``, see :class:`~sb3_ac_plus.policies.actor_critic.ConfigurableActorCriticPolicy`) if
+        it has one, else unchanged
+    """
+    normalizer = getattr(policy, "obs_normalizer", None)
+    return obs if normalizer is None else normalizer(obs)
+
+
 def critic_values(policy: ActorCriticPolicy, obs: th.Tensor | dict[str, th.Tensor]) -> th.Tensor:
     """
+    :param policy: an SB3 actor-critic policy
+    :param obs: raw observation tensors (the policy normalises them if it has a normaliser)
     :return: V(obs), shape ``(batch,)``
     """
     return policy.predict_values(obs).flatten()  # type: ignore[arg-type]

@@ -18,34 +18,71 @@ class EligibilityTraces:
     """
     Accumulating eligibility traces, one per env: ``e <- decay * e + grad``.
 
+    An update first *proposes* the new traces (:meth:`propose`, written into a second buffer) and only a completed
+    update *commits* them (:meth:`commit`), so that a refused update leaves the traces as they were.
+
     :param n_params: length of the parameter vector the traces follow
     :param n_envs: number of environments (each has its own trace)
     :param device: device of the traces
     """
 
     def __init__(self, n_params: int, n_envs: int, device: th.device | str = "cpu") -> None:
-        self.traces = th.zeros((n_envs, n_params), device=device)
+        self._buffers = [th.zeros((n_envs, n_params), device=device), th.zeros((n_envs, n_params), device=device)]
+        self._make_views()
+
+    def _make_views(self) -> None:
+        # NumPy views of the same memory, for the NumPy fast path (CPU only).
+        self._views = [b.numpy() if b.device.type == "cpu" else None for b in self._buffers]
+
+    def __getstate__(self) -> dict:
+        return {"traces": self._buffers[0]}
+
+    def __setstate__(self, state: dict) -> None:
+        self._buffers = [state["traces"], th.zeros_like(state["traces"])]
+        self._make_views()
+
+    @property
+    def traces(self) -> th.Tensor:
+        """The committed traces ``(n_envs, n_params)``."""
+        return self._buffers[0]
 
     @property
     def n_envs(self) -> int:
         return self.traces.shape[0]
 
+    def propose(self, grads: Array, decay: float) -> Array:
+        """
+        :param grads: this step's gradients ``(n_envs, n_params)``, a tensor or (on the CPU) a NumPy array
+        :param decay: the trace decay ``gamma * lambda``
+        :return: the new traces ``decay * traces + grads`` (a buffer of this object, valid until the next call); the
+            committed traces are unchanged until :meth:`commit`
+        """
+        if isinstance(grads, np.ndarray):
+            current, proposed = self._views
+            assert current is not None and proposed is not None, "NumPy traces need the CPU"
+            np.multiply(current, decay, out=proposed)
+        else:
+            current, proposed = self._buffers
+            th.mul(current, decay, out=proposed)
+        proposed += grads
+        return proposed  # type: ignore[return-value]
+
+    def commit(self, ended_envs: np.ndarray) -> None:
+        """
+        Make the proposed traces the traces, and zero those of the envs whose episode ended.
+
+        :param ended_envs: indices of the envs whose episode ended at this step
+        """
+        self._buffers.reverse()
+        self._views.reverse()
+        if len(ended_envs) > 0:
+            self.reset(ended_envs)
+
     def reset(self, env_indices: np.ndarray) -> None:
         """
-        :param env_indices: indices of the envs whose episode ended
+        :param env_indices: indices of the envs whose traces are zeroed
         """
         self.traces[th.as_tensor(env_indices, device=self.traces.device)] = 0.0
-
-
-def accumulate_(traces: Array, grads: Array, decay: float) -> Array:
-    """
-    In place: ``traces <- decay * traces + grads``.
-
-    :return: the traces
-    """
-    traces *= decay
-    traces += grads
-    return traces
 
 
 def l1_norms(direction: Array) -> Array:
@@ -75,19 +112,25 @@ def obgd_step_sizes(delta: Array, norms: Array, learning_rate: float, kappa: flo
 MAX_UPDATE_NORM = 1e30
 
 
-def add_weighted_(params: Array, direction: Array, weights: Array, norms: Array) -> bool:
+def update_is_safe(weights: Array, norms: Array) -> bool:
     """
-    In place: ``params += sum_r weights[r] * direction[r]``, unless that could write a NaN or an infinity.
+    Whether ``params += sum_r weights[r] * direction[r]`` keeps finite parameters finite: the update's L1 norm is at
+    most ``sum_r |weights[r]| * norms[r]``, which must be finite and below :data:`MAX_UPDATE_NORM` (a float32 parameter
+    would then have to be within 1e30 of float32's largest value, about 3.4e38, to overflow).
+
+    :param weights: ``(n_rows,)``
+    :param norms: L1 norm of each row of the direction, ``(n_rows,)``
+    """
+    bound = float((abs(weights) * norms).sum())
+    return bound < MAX_UPDATE_NORM  # also False for NaN
+
+
+def add_weighted_(params: Array, direction: Array, weights: Array) -> None:
+    """
+    In place: ``params += sum_r weights[r] * direction[r]`` (check :func:`update_is_safe` first).
 
     :param params: the parameter vector to update
     :param direction: ``(n_rows, n_params)``
     :param weights: ``(n_rows,)``
-    :param norms: L1 norm of each row of ``direction``, ``(n_rows,)``
-    :return: whether the update was applied (the update's L1 norm is at most ``sum_r |weights[r]| * norms[r]``,
-        which must be finite and below :data:`MAX_UPDATE_NORM`; otherwise params are unchanged)
     """
-    bound = float((abs(weights) * norms).sum())
-    if not bound < MAX_UPDATE_NORM:  # also catches NaN
-        return False
     params += weights @ direction
-    return True

@@ -1,10 +1,11 @@
-"""Validation of OneStepAC's hyperparameters and spaces: a clear ValueError at construction."""
+"""Validation of OneStepAC's hyperparameters, spaces and policy modules: a clear ValueError at construction."""
 
 import math
 
 import numpy as np
 from gymnasium import spaces
 from stable_baselines3.common.type_aliases import Schedule
+from torch import nn
 
 UPDATE_RULES = ("obgd", "sgd", "optimizer")
 
@@ -67,3 +68,17 @@ def check_hyperparameters(
         raise ValueError(
             f"update_rule='optimizer' needs trace_lambda=0 (a torch optimizer has no eligibility traces), got {trace_lambda}"
         )
+
+
+def check_online_modules(policy: nn.Module) -> None:
+    """
+    Refuse modules that cannot learn from one sample at a time: BatchNorm's batch statistics are undefined (or, at
+    batch size 1, zero variance) for an online learner.
+    """
+    for name, module in policy.named_modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            raise ValueError(
+                f"policy: OneStepAC cannot train the {type(module).__name__} module '{name}': an online learner updates "
+                "from one sample per env at a time, where batch statistics are meaningless; use LayerNorm instead "
+                "(nn.LayerNorm in a features extractor, or policy_kwargs=dict(layer_norm=True) for the MLPs)"
+            )

@@ -2,7 +2,7 @@
 
 import math
 from collections import deque
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, NamedTuple, TypeVar
 
 import numpy as np
 import torch as th
@@ -16,13 +16,15 @@ from stable_baselines3.common.utils import FloatSchedule, obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_ac_plus.common.flat_parameters import flat_gradients, flatten_parameters_, is_view_of
-from sb3_ac_plus.common.normalization import ObservationNormalizer, RewardScaler
 from sb3_ac_plus.common.numpy_fast_path import NumpyActorCritic, supports_fast_path
 from sb3_ac_plus.common.observations import all_finite, concat_obs, obs_row, stack_obs_rows, with_terminal_obs
 from sb3_ac_plus.common.policy_outputs import actor_outputs, critic_values
-from sb3_ac_plus.common.trace_updates import EligibilityTraces, accumulate_, add_weighted_, l1_norms, obgd_step_sizes
-from sb3_ac_plus.one_step_ac.hyperparameters import check_hyperparameters, check_spaces
+from sb3_ac_plus.common.reward_scaling import RewardScaler, ScaledRewards
+from sb3_ac_plus.common.trace_updates import EligibilityTraces, add_weighted_, l1_norms, obgd_step_sizes, update_is_safe
+from sb3_ac_plus.one_step_ac.hyperparameters import check_hyperparameters, check_online_modules, check_spaces
 from sb3_ac_plus.one_step_ac.policies import POLICY_ALIASES
+from sb3_ac_plus.policies.actor_critic import ConfigurableActorCriticPolicy
+from sb3_ac_plus.policies.observation_normalizer import ObservationNormalizer
 
 SelfOneStepAC = TypeVar("SelfOneStepAC", bound="OneStepAC")
 
@@ -30,8 +32,49 @@ SelfOneStepAC = TypeVar("SelfOneStepAC", bound="OneStepAC")
 _STAT_NAMES = ("td_error_abs", "critic_loss", "policy_loss", "entropy", "actor_step_size", "critic_step_size")
 
 
+# Saved with every model. Models saved before the observation normaliser moved into the policy have none.
+SAVE_FORMAT = 2
+
+
 class NonFiniteError(RuntimeError):
-    """Raised when an observation, a reward or an update is NaN or infinite; the model is left unchanged."""
+    """
+    Raised when an observation, a reward or an update is NaN or infinite. The step is not committed: parameters,
+    traces, normalisers, n-step windows and counters stay as after the last completed step.
+    """
+
+
+class Transition(NamedTuple):
+    """
+    One step of every env and what an update needs from it; nothing of the model has changed yet.
+
+    ``bootstrap_obs`` are the raw next observations with the terminal observation where an episode was truncated,
+    ``learn_rewards`` the rewards learned from (scaled with ``normalize_rewards``), ``scaled`` the reward scaler's
+    pending state.
+    """
+
+    new_obs: Any
+    rewards: np.ndarray
+    dones: np.ndarray
+    infos: list[dict[str, Any]]
+    bootstrap_obs: Any
+    learn_rewards: np.ndarray
+    scaled: ScaledRewards | None
+    terminated: np.ndarray
+
+
+class PendingUpdate(NamedTuple):
+    """
+    A checked update, applied by ``OneStepAC._commit``: ``params += weights @ direction`` for the actor's and the
+    critic's part of the parameter vector, each ``(params, direction, weights)`` (None when a torch optimizer has
+    applied it already, or there is nothing to update), the logged statistics, whether it counts as an update, and
+    the n-step windows after this step.
+    """
+
+    actor: tuple[Any, Any, Any] | None
+    critic: tuple[Any, Any, Any] | None
+    stats: list[float] | None
+    applied: bool = True
+    windows: list[deque] | None = None
 
 
 class OneStepAC(OnPolicyAlgorithm):
@@ -72,8 +115,10 @@ class OneStepAC(OnPolicyAlgorithm):
         ``trace_lambda == 0``)
     :param actor_kappa: ObGD bound strength for the actor (> 0; larger gives smaller steps)
     :param critic_kappa: ObGD bound strength for the critic (> 0)
-    :param normalize_observations: normalise float vector observations online (running mean and std); the statistics
-        are part of the model, so ``predict`` takes raw observations
+    :param normalize_observations: normalise float vector observations online (running mean and std). The statistics
+        live in the policy (``policy.obs_normalizer``), so the model, the policy alone, ``policy.predict`` and
+        ``evaluate_policy(model.policy, ...)`` all take raw observations. Needs a policy of this package
+        (:class:`~sb3_ac_plus.policies.actor_critic.ConfigurableActorCriticPolicy` and its presets).
     :param normalize_rewards: divide rewards by the running std of the discounted return
     :param clip_obs: normalised observations are clipped to ``[-clip_obs, clip_obs]``
     :param stats_window_size: window size for the rollout logging (episodes)
@@ -134,6 +179,9 @@ class OneStepAC(OnPolicyAlgorithm):
         )
         if policy_kwargs is not None and policy_kwargs.get("use_sde", False):
             raise ValueError("policy_kwargs['use_sde']: OneStepAC does not support gSDE exploration; remove it")
+        for key in ("normalize_observations", "clip_obs"):
+            if policy_kwargs is not None and key in policy_kwargs:
+                raise ValueError(f"policy_kwargs['{key}']: set {key} on OneStepAC itself, which passes it to the policy")
         super().__init__(
             policy,
             env,
@@ -171,24 +219,30 @@ class OneStepAC(OnPolicyAlgorithm):
     # ------------------------------------------------------------------ setup
 
     def _setup_model(self) -> None:
+        # Every saved model holds the episode state's env count (an int); a new model gets it below.
+        loaded = "_episode_n_envs" in self.__dict__
+        if "_obs_normalizer" in self.__dict__ or (loaded and getattr(self, "_save_format", None) != SAVE_FORMAT):
+            raise ValueError(
+                "OneStepAC.load: this model was saved by an older sb3-ac-plus, before the observation normaliser "
+                "became part of the policy, and this version cannot load it; train it again"
+            )
+        self._save_format = SAVE_FORMAT
         self._setup_lr_schedule()
         self.critic_lr_schedule = FloatSchedule(
             self.learning_rate if self.critic_learning_rate is None else self.critic_learning_rate
         )
         self.set_random_seed(self.seed)
         self.policy = self.policy_class(  # type: ignore[assignment]
-            self.observation_space, self.action_space, self.lr_schedule, **self.policy_kwargs
+            self.observation_space, self.action_space, self.lr_schedule, **self._policy_arguments()
         )
         self.policy = self.policy.to(self.device)
+        check_online_modules(self.policy)
         self._split_parameters()
         if self.update_rule == "optimizer":
             self._build_optimizer()
 
         # Online state, kept across learn() calls and saved with the model. A loaded model already has it.
-        if getattr(self, "_obs_normalizer", None) is None:
-            self._obs_normalizer = (
-                ObservationNormalizer(self.observation_space, clip_obs=self.clip_obs) if self.normalize_observations else None
-            )
+        if not loaded:
             self._reward_scaler = RewardScaler(self.n_envs, self.gamma) if self.normalize_rewards else None
             self._n_updates = 0
             self._reset_episode_state()
@@ -203,12 +257,30 @@ class OneStepAC(OnPolicyAlgorithm):
         self._track_stats = False
         self._reset_log_stats()
 
+    def _policy_arguments(self) -> dict[str, Any]:
+        """The policy's keyword arguments: ``policy_kwargs`` and the observation normalisation OneStepAC asks for."""
+        if issubclass(self.policy_class, ConfigurableActorCriticPolicy):
+            return {**self.policy_kwargs, "normalize_observations": self.normalize_observations, "clip_obs": self.clip_obs}
+        if self.normalize_observations:
+            raise ValueError(
+                "normalize_observations=True needs a policy that holds the observation normaliser (a subclass of "
+                f"ConfigurableActorCriticPolicy, as every policy alias of OneStepAC is); {self.policy_class.__name__} "
+                "is not one: pass normalize_observations=False or use one of this package's policies"
+            )
+        return self.policy_kwargs
+
+    @property
+    def obs_normalizer(self) -> ObservationNormalizer | None:
+        """The policy's observation normaliser (None without observation normalisation)."""
+        return getattr(self.policy, "obs_normalizer", None)
+
     def _split_parameters(self) -> None:
         """
         Find which parameters the actor and the critic outputs depend on, and lay them out as one vector
         ``[actor only | shared | critic only]`` so that the actor's and the critic's parts are contiguous slices.
         """
         obs_tensor, _ = self.policy.obs_to_tensor(self.observation_space.sample())
+        self.policy.set_training_mode(False)  # which parameters matter does not depend on the mode
         outputs = actor_outputs(self.policy, obs_tensor)
         actor_objective = outputs.log_prob.sum()
         if outputs.entropy is not None:
@@ -225,6 +297,7 @@ class OneStepAC(OnPolicyAlgorithm):
         self._critic_params = shared + critic_only
         self._trained_params = actor_only + shared + critic_only
         self._shares_parameters = len(shared) > 0
+        self.policy.set_training_mode(True)
         self._flatten_parameters()
 
     def _flatten_parameters(self) -> None:
@@ -256,6 +329,7 @@ class OneStepAC(OnPolicyAlgorithm):
         self._windows: list[deque] | None = [deque() for _ in range(self.n_envs)] if self.n_steps > 1 else None
         if self._reward_scaler is not None:
             self._reward_scaler.reset(self.n_envs)
+        self._episode_n_envs = self.n_envs
 
     def _setup_fast_path(self) -> None:
         """Use the NumPy fast path where it computes this configuration (see the class docstring)."""
@@ -272,13 +346,8 @@ class OneStepAC(OnPolicyAlgorithm):
                 offsets[id(param)] = offset
                 offset += param.numel()
             self._fast = NumpyActorCritic(self.policy, offsets, offset)
-            # NumPy views of the parameter vector and the traces (same memory), valid until the next learn() call.
-            self._fast_arrays = (
-                self._flat_actor.numpy(),
-                self._flat_critic.numpy(),
-                None if self._actor_traces is None else self._actor_traces.traces.numpy(),
-                None if self._critic_traces is None else self._critic_traces.traces.numpy(),
-            )
+            # NumPy views of the parameter vector (same memory), valid until the next learn() call.
+            self._fast_arrays = (self._flat_actor.numpy(), self._flat_critic.numpy())
 
     def _excluded_save_params(self) -> list[str]:
         return [
@@ -312,44 +381,26 @@ class OneStepAC(OnPolicyAlgorithm):
 
     def _to_env_actions(self, actions: th.Tensor | np.ndarray) -> np.ndarray:
         env_actions = actions.cpu().numpy() if isinstance(actions, th.Tensor) else actions
+        env_actions = env_actions.reshape((-1, *self.action_space.shape))  # type: ignore[misc,arg-type]
         if isinstance(self.action_space, spaces.Box):
             if self.policy.squash_output:
                 return self.policy.unscale_action(env_actions)
             return np.clip(env_actions, self.action_space.low, self.action_space.high)
         return env_actions
 
-    def _normalize_obs(self, raw_obs: Any, update_stats: bool) -> Any:
-        """Check raw observations, update the normaliser (if asked) and return them normalised."""
+    def _check_obs(self, raw_obs: Any) -> None:
         if not all_finite(raw_obs):
             raise NonFiniteError(f"OneStepAC: non-finite observation from the environment at step {self.num_timesteps}")
-        if self._obs_normalizer is None:
-            return raw_obs
-        if update_stats:
-            self._obs_normalizer.update(raw_obs)
-        return self._obs_normalizer.normalize(raw_obs)
+
+    def _fast_obs(self, raw_obs: np.ndarray) -> np.ndarray:
+        """Raw observations as the fast path's networks take them: normalised with the current statistics, float32."""
+        normalizer = self.obs_normalizer
+        if normalizer is None:
+            return np.asarray(raw_obs, dtype=np.float32)
+        return normalizer.normalize_numpy(raw_obs)  # type: ignore[return-value]
 
     def _as_tensor(self, obs: Any) -> th.Tensor | dict[str, th.Tensor]:
         return obs_as_tensor(obs, self.device)  # type: ignore[arg-type]
-
-    def predict(
-        self,
-        observation: np.ndarray | dict[str, np.ndarray],
-        state: tuple[np.ndarray, ...] | None = None,
-        episode_start: np.ndarray | None = None,
-        deterministic: bool = False,
-    ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
-        """
-        Get the policy action from a raw observation (normalised here with the model's own statistics).
-
-        :param observation: the input observation, single or batched
-        :param state: unused (no recurrent state)
-        :param episode_start: unused (no recurrent state)
-        :param deterministic: whether to return the most likely action instead of a sample
-        :return: the model's action and None
-        """
-        if self._obs_normalizer is not None:
-            observation = self._obs_normalizer.normalize(observation)
-        return self.policy.predict(observation, state, episode_start, deterministic)
 
     # ------------------------------------------------------------------ learning
 
@@ -381,13 +432,16 @@ class OneStepAC(OnPolicyAlgorithm):
             total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar
         )
         assert self.env is not None
-        traces = self._actor_traces
-        if new_episodes or (traces is not None and traces.n_envs != self.n_envs):
+        if new_episodes or self._episode_n_envs != self.n_envs:
             self._reset_episode_state()
-        self._norm_obs = self._normalize_obs(self._last_obs, update_stats=new_episodes)
+        self._check_obs(self._last_obs)
+        if new_episodes and self.obs_normalizer is not None:
+            self.obs_normalizer.update(self._last_obs)  # type: ignore[arg-type]
         if not is_view_of(self._trained_params, self._flat_params):
             self._flatten_parameters()  # the policy was moved (policy.to) since the last call
         self._setup_fast_path()
+        if self._fast is not None:
+            self._norm_obs = self._fast_obs(self._last_obs)  # type: ignore[arg-type]
         self._track_stats = log_interval is not None and len(self.logger.output_formats) > 0
         callback.on_training_start(locals(), globals())
 
@@ -430,7 +484,7 @@ class OneStepAC(OnPolicyAlgorithm):
         step = self._fast_step if self._fast is not None else self._torch_step
         for _ in range(n_rollout_steps):
             self._update_current_progress_remaining(self.num_timesteps, self._total_timesteps)
-            new_obs, rewards, dones, infos = step(env)
+            new_obs, rewards, dones, infos = step(env)[:4]
             callback.update_locals(locals())
             if not callback.on_step():
                 return False
@@ -438,110 +492,97 @@ class OneStepAC(OnPolicyAlgorithm):
         callback.on_rollout_end()
         return True
 
-    def _env_step(
-        self, env: VecEnv, actions: th.Tensor | np.ndarray
-    ) -> tuple[Any, np.ndarray, np.ndarray, list[dict[str, Any]], Any, Any, np.ndarray, np.ndarray]:
-        """
-        Step the envs and prepare what any update needs.
-
-        :return: the VecEnv's ``(new_obs, rewards, dones, infos)``, then the normalised next observations, the
-            normalised bootstrap observations (the terminal observation where an episode was truncated), the rewards
-            used for learning (scaled) and which envs terminated (no bootstrap)
-        """
+    def _env_step(self, env: VecEnv, actions: th.Tensor | np.ndarray) -> Transition:
+        """Step the envs and check and prepare what the update needs, changing nothing of the model."""
         new_obs, rewards, dones, infos = env.step(self._to_env_actions(actions))
-        self.num_timesteps += env.num_envs
+        pending_steps = self.num_timesteps + env.num_envs
         if not np.isfinite(rewards).all():
-            raise NonFiniteError(f"OneStepAC: non-finite reward {rewards} from the environment at step {self.num_timesteps}")
+            raise NonFiniteError(f"OneStepAC: non-finite reward {rewards} from the environment at step {pending_steps}")
         truncated = np.array([info.get("TimeLimit.truncated", False) for info in infos], dtype=bool) & dones
-        terminated = dones & ~truncated
-        if self._reward_scaler is not None:
-            learn_rewards = self._reward_scaler.scale(rewards, dones)
-        else:
-            learn_rewards = rewards.astype(np.float32)
-        next_obs = self._normalize_obs(new_obs, update_stats=True)
-        bootstrap_obs = next_obs
-        if truncated.any():
-            bootstrap_obs = self._normalize_obs(with_terminal_obs(new_obs, infos, truncated), update_stats=False)
-        self._last_obs = new_obs  # type: ignore[assignment]
-        self._last_episode_starts = dones
-        self._norm_obs = next_obs
-        return new_obs, rewards, dones, infos, next_obs, bootstrap_obs, learn_rewards, terminated
+        bootstrap_obs = with_terminal_obs(new_obs, infos, truncated) if truncated.any() else new_obs
+        if not (all_finite(new_obs) and all_finite(bootstrap_obs)):
+            raise NonFiniteError(f"OneStepAC: non-finite observation from the environment at step {pending_steps}")
+        scaled = None if self._reward_scaler is None else self._reward_scaler.scale(rewards)
+        learn_rewards = rewards.astype(np.float32) if scaled is None else scaled.rewards
+        return Transition(new_obs, rewards, dones, infos, bootstrap_obs, learn_rewards, scaled, dones & ~truncated)
 
-    def _end_episodes(self, dones: np.ndarray) -> None:
-        if dones.any() and self._actor_traces is not None and self._critic_traces is not None:
-            done_envs = np.flatnonzero(dones)
-            self._actor_traces.reset(done_envs)
-            self._critic_traces.reset(done_envs)
-
-    def _fast_step(self, env: VecEnv) -> tuple[Any, np.ndarray, np.ndarray, list[dict[str, Any]]]:
+    def _fast_step(self, env: VecEnv) -> Transition:
         """One step of every env and its update, with the NumPy fast path."""
         fast = self._fast
         assert fast is not None
         obs = self._norm_obs
         actions, actor_state = fast.act(obs)
-        new_obs, rewards, dones, infos, _, bootstrap_obs, learn_rewards, terminated = self._env_step(env, actions)
-        # V(s) and V(s') in one pass, both with the parameters before this step's update.
+        step = self._env_step(env, actions)
+        # V(s) and V(s') in one pass, both with the parameters and statistics before this step's update.
         n_envs = env.num_envs
-        both_values, critic_cache = fast.values(np.concatenate([obs, bootstrap_obs]).astype(np.float32, copy=False))
-        values = both_values[:n_envs]
-        delta = learn_rewards + self.gamma * ~terminated * both_values[n_envs:] - values
+        both_values, critic_cache = fast.values(np.concatenate([obs, self._fast_obs(step.bootstrap_obs)]))
+        delta = self._td_errors(step, both_values[:n_envs], both_values[n_envs:])
         log_prob, entropy = fast.log_prob_entropy(actor_state)
-        self._check_delta(delta)
-        entropy_weights = (self.ent_coef * np.sign(delta)).astype(np.float32)
-        grads = fast.gradients(actor_state, critic_cache, entropy_weights, entropy)
+        grads = fast.gradients(actor_state, critic_cache, self._entropy_weights(delta), entropy)
         n_actor = self._flat_actor.numel()
-        self._trace_update(
-            delta.astype(np.float32),
-            grads[:, :n_actor],
-            grads[:, n_actor:],
-            *self._fast_arrays,
-            log_prob,
-            entropy,
+        actor_params, critic_params = self._fast_arrays
+        update = self._bounded_update(
+            delta, grads[:, :n_actor], grads[:, n_actor:], actor_params, critic_params, log_prob, entropy
         )
-        self._end_episodes(dones)
-        return new_obs, rewards, dones, infos
+        self._commit(step, update)
+        return step
 
-    def _torch_step(self, env: VecEnv) -> tuple[Any, np.ndarray, np.ndarray, list[dict[str, Any]]]:
+    def _torch_step(self, env: VecEnv) -> Transition:
         """One step of every env and its update, with torch autograd (any policy, space and device)."""
-        obs = self._as_tensor(self._norm_obs)
+        obs = self._as_tensor(self._last_obs)
         one_step = self._windows is None
         with th.set_grad_enabled(one_step):
             actor = actor_outputs(self.policy, obs)
-        new_obs, rewards, dones, infos, _, bootstrap_np, learn_rewards, terminated = self._env_step(env, actor.actions)
-        bootstrap_obs = self._as_tensor(bootstrap_np)
+        step = self._env_step(env, actor.actions)
+        bootstrap_obs = self._as_tensor(step.bootstrap_obs)
         if one_step:
-            # V(s) and V(s') in one pass, both with the parameters before this step's update.
+            # V(s) and V(s') in one pass, both with the parameters and statistics before this step's update.
             both_values = critic_values(self.policy, concat_obs(obs, bootstrap_obs))
             values, next_values = both_values[: env.num_envs], both_values[env.num_envs :].detach()
-            not_terminated = th.as_tensor(~terminated, dtype=th.float32, device=self.device)
-            targets = th.as_tensor(learn_rewards, device=self.device) + self.gamma * not_terminated * next_values
-            self._torch_update(values, actor.log_prob, actor.entropy, targets)
+            delta = self._td_errors(step, values.detach(), next_values)
+            update = self._torch_update(values, actor.log_prob, actor.entropy, delta)
         else:
             with th.no_grad():
                 next_values = critic_values(self.policy, bootstrap_obs)
-            self._n_step_update(obs, actor.actions, learn_rewards, dones, terminated, next_values)
-        self._end_episodes(dones)
-        return new_obs, rewards, dones, infos
+            update = self._n_step_update(obs, actor.actions, step, next_values)
+        self._commit(step, update)
+        return step
 
-    def _n_step_update(
-        self,
-        obs: Any,
-        actions: th.Tensor,
-        rewards: np.ndarray,
-        dones: np.ndarray,
-        terminated: np.ndarray,
-        next_values: th.Tensor,
-    ) -> None:
-        """Append this step to each env's window and update every state whose k-step return is now known."""
+    def _td_errors(self, step: Transition, values: Any, next_values: Any) -> Any:
+        """The one-step TD errors ``r + gamma * V(s') * (1 - terminated) - V(s)``, NumPy or torch as the values are."""
+        not_terminated: Any = ~step.terminated
+        rewards: Any = step.learn_rewards
+        if isinstance(values, th.Tensor):
+            not_terminated = th.as_tensor(not_terminated, dtype=th.float32, device=values.device)
+            rewards = th.as_tensor(rewards, device=values.device)
+        delta = rewards + self.gamma * not_terminated * next_values - values
+        self._check_delta(delta)
+        return delta
+
+    def _entropy_weights(self, delta: Any) -> Any:
+        """
+        The entropy's weight in each row's actor objective, ``ent_coef * sign(delta)``: the trace then carries
+        ``|delta| * ent_coef * grad H`` once multiplied by ``delta``, as in stream AC(lambda).
+        """
+        if isinstance(delta, th.Tensor):
+            return self.ent_coef * delta.sign()
+        return (self.ent_coef * np.sign(delta)).astype(np.float32)
+
+    def _n_step_update(self, obs: Any, actions: th.Tensor, step: Transition, next_values: th.Tensor) -> PendingUpdate:
+        """
+        Add this step to a copy of each env's window and compute the update of every state whose k-step return is now
+        known; the copies become the windows when the update is committed.
+        """
         assert self._windows is not None
+        windows = [deque(window) for window in self._windows]
         rows_obs, rows_actions, rows_returns, rows_discounts, rows_env = [], [], [], [], []
-        for env_idx, window in enumerate(self._windows):
-            window.append((obs_row(obs, env_idx), actions[env_idx], float(rewards[env_idx])))
-            if not dones[env_idx] and len(window) < self.n_steps:
+        for env_idx, window in enumerate(windows):
+            window.append((obs_row(obs, env_idx), actions[env_idx], float(step.learn_rewards[env_idx])))
+            if not step.dones[env_idx] and len(window) < self.n_steps:
                 continue
             # Done: every state left in the window is due (truncated returns). Otherwise the oldest one is.
-            n_due = len(window) if dones[env_idx] else 1
-            bootstrap = 0.0 if terminated[env_idx] else 1.0
+            n_due = len(window) if step.dones[env_idx] else 1
+            bootstrap = 0.0 if step.terminated[env_idx] else 1.0
             rewards_in_window = [entry[2] for entry in window]
             for start in range(n_due):
                 horizon = len(window) - start
@@ -553,14 +594,17 @@ class OneStepAC(OnPolicyAlgorithm):
             for _ in range(n_due):
                 window.popleft()
         if not rows_env:
-            return
+            return PendingUpdate(None, None, None, applied=False, windows=windows)
         batch_obs = stack_obs_rows(rows_obs)
         actor = actor_outputs(self.policy, batch_obs, th.stack(rows_actions))
         targets = (
             th.tensor(rows_returns, dtype=th.float32, device=self.device)
             + th.tensor(rows_discounts, dtype=th.float32, device=self.device) * next_values[rows_env]
         )
-        self._torch_update(critic_values(self.policy, batch_obs), actor.log_prob, actor.entropy, targets)
+        values = critic_values(self.policy, batch_obs)
+        delta = targets - values.detach()
+        self._check_delta(delta)
+        return self._torch_update(values, actor.log_prob, actor.entropy, delta)._replace(windows=windows)
 
     def _check_delta(self, delta: th.Tensor | np.ndarray) -> None:
         if not math.isfinite(float(delta.sum())):
@@ -570,76 +614,64 @@ class OneStepAC(OnPolicyAlgorithm):
             )
 
     def _torch_update(
-        self,
-        values: th.Tensor,
-        log_prob: th.Tensor,
-        entropy: th.Tensor | None,
-        targets: th.Tensor,
-    ) -> None:
+        self, values: th.Tensor, log_prob: th.Tensor, entropy: th.Tensor | None, delta: th.Tensor
+    ) -> PendingUpdate:
         """
-        One online update from a batch of rows (one per env in the one-step case), with torch autograd.
+        The update from a batch of rows (one per env in the one-step case), with torch autograd.
 
         :param values: V(s) of each row, with gradient
         :param log_prob: log pi(a|s) of each row, with gradient
         :param entropy: entropy of pi(.|s) of each row, with gradient (None if the distribution has none)
-        :param targets: TD targets, without gradient, from the parameters before this update
+        :param delta: TD errors, without gradient, from the parameters before this update
         """
-        delta = targets - values.detach()
-        self._check_delta(delta)
         if self.update_rule == "optimizer":
-            self._optimizer_update(values, log_prob, entropy, delta)
-            return
+            return self._optimizer_update(values, log_prob, entropy, delta)
         actor_objective = log_prob
         if entropy is not None and self.ent_coef > 0.0:
-            # The entropy gradient enters the trace times sign(delta): delta * e then carries |delta| * grad H.
-            actor_objective = log_prob + (self.ent_coef * delta.sign()) * entropy
+            actor_objective = log_prob + self._entropy_weights(delta) * entropy
         actor_grads, critic_grads = self._row_gradients(actor_objective, values)
-        self._trace_update(
+        return self._bounded_update(
             delta,
             actor_grads,
             critic_grads,
             self._flat_actor,
             self._flat_critic,
-            None if self._actor_traces is None else self._actor_traces.traces,
-            None if self._critic_traces is None else self._critic_traces.traces,
             log_prob.detach(),
             None if entropy is None else entropy.detach(),
         )
 
-    def _trace_update(
+    def _bounded_update(
         self,
         delta: Any,
         actor_grads: Any,
         critic_grads: Any,
         actor_params: Any,
         critic_params: Any,
-        actor_traces: Any,
-        critic_traces: Any,
         log_prob: Any,
         entropy: Any,
-    ) -> None:
+    ) -> PendingUpdate:
         """
-        Accumulate the traces and apply ``params += step * delta * trace`` (mean over envs) to the actor's and the
-        critic's parts of the parameter vector. Arguments are all torch tensors or all NumPy arrays.
+        Propose the traces and the steps ``params += step * delta * trace`` (mean over envs) of the actor's and the
+        critic's parts of the parameter vector, and check them all; nothing is written. Arguments are all torch
+        tensors or all NumPy arrays.
 
         :param delta: TD errors ``(n_rows,)``
         :param actor_grads: gradients of the actor objective ``(n_rows, n_actor_params)``
         :param critic_grads: gradients of V ``(n_rows, n_critic_params)``
-        :param actor_params: the actor's part of the parameter vector, updated in place
-        :param critic_params: the critic's part of the parameter vector, updated in place
-        :param actor_traces: the actor's traces ``(n_envs, n_actor_params)``, or None without traces
-        :param critic_traces: the critic's traces, or None without traces
+        :param actor_params: the actor's part of the parameter vector
+        :param critic_params: the critic's part of the parameter vector
         :param log_prob: log pi(a|s) of each row (for logging)
         :param entropy: entropy of each row (for logging), or None
+        :return: the checked update, for :meth:`_commit`
         """
         if not math.isfinite(float(actor_grads.sum() + critic_grads.sum())):
             raise NonFiniteError(f"OneStepAC: non-finite gradient at step {self.num_timesteps}; the update was not applied")
         progress = self._current_progress_remaining
         actor_lr, critic_lr = self.lr_schedule(progress), self.critic_lr_schedule(progress)
-        decay = self.gamma * self.trace_lambda
-        if actor_traces is not None and critic_traces is not None:
-            actor_grads = accumulate_(actor_traces, actor_grads, decay)
-            critic_grads = accumulate_(critic_traces, critic_grads, decay)
+        if self._actor_traces is not None and self._critic_traces is not None:
+            decay = self.gamma * self.trace_lambda
+            actor_grads = self._actor_traces.propose(actor_grads, decay)
+            critic_grads = self._critic_traces.propose(critic_grads, decay)
         actor_norms, critic_norms = l1_norms(actor_grads), l1_norms(critic_grads)
         if self.update_rule == "obgd":
             actor_steps = obgd_step_sizes(delta, actor_norms, actor_lr, self.actor_kappa)
@@ -647,26 +679,49 @@ class OneStepAC(OnPolicyAlgorithm):
         else:
             actor_steps, critic_steps = delta * 0.0 + actor_lr, delta * 0.0 + critic_lr
         scale = delta / self.n_envs
-        if not (
-            add_weighted_(critic_params, critic_grads, critic_steps * scale, critic_norms)
-            and add_weighted_(actor_params, actor_grads, actor_steps * scale, actor_norms)
-        ):
+        actor_weights, critic_weights = actor_steps * scale, critic_steps * scale
+        if not (update_is_safe(actor_weights, actor_norms) and update_is_safe(critic_weights, critic_norms)):
             raise NonFiniteError(
                 f"OneStepAC: the update at step {self.num_timesteps} would make parameters non-finite "
                 "(the step sizes are too large for these rewards); it was not applied"
             )
-        self._n_updates += 1
+        stats = None
         if self._track_stats:
-            self._accumulate_log_stats(
-                [
-                    float(abs(delta).mean()),
-                    float(0.5 * (delta * delta).mean()),
-                    float(-(delta * log_prob).mean()),
-                    float(entropy.mean()) if entropy is not None else 0.0,
-                    float(actor_steps.mean()),
-                    float(critic_steps.mean()),
-                ]
-            )
+            stats = [
+                float(abs(delta).mean()),
+                float(0.5 * (delta * delta).mean()),
+                float(-(delta * log_prob).mean()),
+                float(entropy.mean()) if entropy is not None else 0.0,
+                float(actor_steps.mean()),
+                float(critic_steps.mean()),
+            ]
+        return PendingUpdate((actor_params, actor_grads, actor_weights), (critic_params, critic_grads, critic_weights), stats)
+
+    def _commit(self, step: Transition, update: PendingUpdate) -> None:
+        """Apply a checked update and move every piece of online state past this step."""
+        if update.actor is not None and update.critic is not None:
+            add_weighted_(*update.actor)
+            add_weighted_(*update.critic)
+            if self._actor_traces is not None and self._critic_traces is not None:
+                ended = np.flatnonzero(step.dones)
+                self._actor_traces.commit(ended)
+                self._critic_traces.commit(ended)
+        if update.windows is not None:
+            self._windows = update.windows
+        if step.scaled is not None and self._reward_scaler is not None:
+            self._reward_scaler.commit(step.scaled, step.dones)
+        normalizer = self.obs_normalizer
+        if normalizer is not None:
+            normalizer.update(step.new_obs)
+        if self._fast is not None:
+            self._norm_obs = self._fast_obs(step.new_obs)
+        self._last_obs = step.new_obs
+        self._last_episode_starts = step.dones
+        self.num_timesteps += len(step.dones)
+        if update.applied:
+            self._n_updates += 1
+        if update.stats is not None:
+            self._accumulate_log_stats(update.stats)
 
     def _row_gradients(self, actor_objective: th.Tensor, values: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
         """
@@ -697,8 +752,14 @@ class OneStepAC(OnPolicyAlgorithm):
         )
         return flat_gradients(actor_grads, n_rows), flat_gradients(critic_grads, n_rows)
 
-    def _optimizer_update(self, values: th.Tensor, log_prob: th.Tensor, entropy: th.Tensor | None, delta: th.Tensor) -> None:
-        """The textbook form: minimise the one-step actor-critic loss with the policy's torch optimizer."""
+    def _optimizer_update(
+        self, values: th.Tensor, log_prob: th.Tensor, entropy: th.Tensor | None, delta: th.Tensor
+    ) -> PendingUpdate:
+        """
+        The textbook form: minimise the one-step actor-critic loss with the policy's torch optimizer. The optimizer
+        writes the parameters itself, so its step is undone (parameters and optimizer state) when it makes a
+        parameter non-finite.
+        """
         progress = self._current_progress_remaining
         actor_lr, critic_lr = self.lr_schedule(progress), self.critic_lr_schedule(progress)
         actor_objective = delta * log_prob
@@ -714,19 +775,32 @@ class OneStepAC(OnPolicyAlgorithm):
         grads = [p.grad for p in self._trained_params if p.grad is not None]
         if not math.isfinite(float(sum(g.sum() for g in grads))):
             raise NonFiniteError(f"OneStepAC: non-finite gradient at step {self.num_timesteps}; the update was not applied")
+        saved_params = self._flat_params.clone()
+        saved_state = {
+            param: {key: value.clone() if isinstance(value, th.Tensor) else value for key, value in state.items()}
+            for param, state in optimizer.state.items()
+        }
         optimizer.step()
-        self._n_updates += 1
-        if self._track_stats:
-            self._accumulate_log_stats(
-                [
-                    float(delta.abs().mean()),
-                    float(0.5 * (delta**2).mean()),
-                    float(-(delta * log_prob).mean()),
-                    float(entropy.mean()) if entropy is not None else 0.0,
-                    actor_lr,
-                    critic_lr,
-                ]
+        if not math.isfinite(float(self._flat_params.sum())):
+            with th.no_grad():
+                self._flat_params.copy_(saved_params)
+            optimizer.state.clear()
+            optimizer.state.update(saved_state)
+            raise NonFiniteError(
+                f"OneStepAC: the optimizer step at step {self.num_timesteps} would make parameters non-finite "
+                "(the step sizes are too large for these rewards); it was not applied"
             )
+        stats = None
+        if self._track_stats:
+            stats = [
+                float(delta.abs().mean()),
+                float(0.5 * (delta**2).mean()),
+                float(-(delta * log_prob.detach()).mean()),
+                float(entropy.mean()) if entropy is not None else 0.0,
+                actor_lr,
+                critic_lr,
+            ]
+        return PendingUpdate(None, None, stats, applied=True)
 
     # ------------------------------------------------------------------ logging
 

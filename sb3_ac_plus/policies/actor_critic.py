@@ -3,21 +3,23 @@
 import copy
 import inspect
 import math
+import warnings
 from functools import partial
 from typing import Any, ClassVar
 
 import torch as th
 from gymnasium import spaces
-from stable_baselines3.common.distributions import DiagGaussianDistribution
+from stable_baselines3.common.distributions import DiagGaussianDistribution, Distribution
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.preprocessing import get_action_dim
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, FlattenExtractor, NatureCNN
-from stable_baselines3.common.type_aliases import Schedule
+from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
 from sb3_ac_plus.common.initialization import sparse_init_module_
 from sb3_ac_plus.policies.distributions import MeanLogStdNet, StateDependentStdGaussianDistribution
 from sb3_ac_plus.policies.networks import ActorCriticMlpExtractor, parse_net_arch
+from sb3_ac_plus.policies.observation_normalizer import ObservationNormalizer
 
 INITS = ("orthogonal", "sparse", "default")
 STD_FORMS = ("state_independent", "state_dependent")
@@ -70,6 +72,11 @@ class ConfigurableActorCriticPolicy(ActorCriticPolicy):
     :param normalize_images: whether to divide images by 255
     :param optimizer_class: optimizer class (used by A2C, PPO and OneStepAC's ``update_rule="optimizer"``)
     :param optimizer_kwargs: keyword arguments of the optimizer
+    :param normalize_observations: normalise float vector observations with running statistics (an
+        :class:`~sb3_ac_plus.policies.observation_normalizer.ObservationNormalizer` held by the policy, saved with it)
+        in every forward pass, so the policy takes raw observations. The statistics move only when an algorithm
+        updates them: OneStepAC sets this from its own ``normalize_observations`` and updates them as it trains.
+    :param clip_obs: normalised observations are clipped to ``[-clip_obs, clip_obs]``
     :param unknown_kwargs: none are accepted: an unknown key raises a ValueError listing the allowed ones
     """
 
@@ -95,10 +102,19 @@ class ConfigurableActorCriticPolicy(ActorCriticPolicy):
         normalize_images: bool = True,
         optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
         optimizer_kwargs: dict[str, Any] | None = None,
+        normalize_observations: bool = False,
+        clip_obs: float = 10.0,
         **unknown_kwargs: Any,
     ) -> None:
         if unknown_kwargs:
             raise ValueError(_unknown_keys_message(type(self), unknown_kwargs))
+        if isinstance(net_arch, list) and len(net_arch) > 0 and isinstance(net_arch[0], dict):
+            # SB3's pre-1.8 form, which SB3 still accepts with the same warning.
+            warnings.warn(
+                "As shared layers in the mlp_extractor are removed since SB3 v1.8.0, you should now pass directly a "
+                "dictionary and not a list (net_arch=dict(pi=..., vf=...) instead of net_arch=[dict(pi=..., vf=...)])"
+            )
+            net_arch = net_arch[0]
         if net_arch is None:
             net_arch = [] if features_extractor_class is NatureCNN else dict(pi=[64, 64], vf=[64, 64])
         check_policy_kwargs(net_arch, activation_fn, layer_norm, init, sparsity, std, use_sde)
@@ -108,6 +124,17 @@ class ConfigurableActorCriticPolicy(ActorCriticPolicy):
         self.std = std
         self.full_std = full_std
         self.use_expln = use_expln
+        if not isinstance(normalize_observations, bool):
+            raise ValueError(f"policy_kwargs['normalize_observations'] must be True or False, got {normalize_observations!r}")
+        if (
+            isinstance(clip_obs, bool)
+            or not isinstance(clip_obs, (int, float))
+            or not math.isfinite(clip_obs)
+            or clip_obs <= 0
+        ):
+            raise ValueError(f"policy_kwargs['clip_obs'] must be a positive finite float, got {clip_obs!r}")
+        self.normalize_observations = normalize_observations
+        self.clip_obs = clip_obs
         super().__init__(
             observation_space,
             action_space,
@@ -137,6 +164,8 @@ class ConfigurableActorCriticPolicy(ActorCriticPolicy):
         )
 
     def _build(self, lr_schedule: Schedule) -> None:
+        normalizer = ObservationNormalizer(self.observation_space, self.clip_obs) if self.normalize_observations else None
+        self.obs_normalizer = normalizer if normalizer is not None and normalizer.keys else None
         if self.std == "state_dependent" and type(self.action_dist) is DiagGaussianDistribution:
             self.action_dist = StateDependentStdGaussianDistribution(get_action_dim(self.action_space))
         super()._build(lr_schedule)
@@ -167,10 +196,33 @@ class ConfigurableActorCriticPolicy(ActorCriticPolicy):
         if isinstance(self.action_net, MeanLogStdNet):
             self.action_net.reset_log_std_net()
 
+    # The three entry points of SB3's ActorCriticPolicy that take observations (forward and evaluate_actions go
+    # through extract_features): each normalises raw observations once.
+
+    def extract_features(  # type: ignore[override]
+        self, obs: PyTorchObs, features_extractor: BaseFeaturesExtractor | None = None
+    ) -> th.Tensor | tuple[th.Tensor, th.Tensor]:
+        return super().extract_features(self.normalize_obs(obs), features_extractor)
+
+    def get_distribution(self, obs: PyTorchObs) -> Distribution:
+        return super().get_distribution(self.normalize_obs(obs))
+
+    def predict_values(self, obs: PyTorchObs) -> th.Tensor:
+        return super().predict_values(self.normalize_obs(obs))
+
+    def normalize_obs(self, obs: PyTorchObs) -> PyTorchObs:
+        """
+        :param obs: raw observation tensors
+        :return: the observations normalised with the policy's running statistics (unchanged without them)
+        """
+        return obs if self.obs_normalizer is None else self.obs_normalizer(obs)
+
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
         data.pop("ortho_init", None)
         data.update(
+            normalize_observations=self.normalize_observations,
+            clip_obs=self.clip_obs,
             layer_norm=self.layer_norm,
             init=self.init,
             sparsity=self.sparsity,

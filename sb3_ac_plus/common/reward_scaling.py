@@ -1,0 +1,59 @@
+"""Online reward scaling, training state of the algorithm (saved with the model)."""
+
+from typing import NamedTuple
+
+import numpy as np
+
+from sb3_ac_plus.common.running_statistics import RunningMeanStd, merge_batch
+
+
+class ScaledRewards(NamedTuple):
+    """This step's scaled rewards and the scaler's state once the step is committed."""
+
+    rewards: np.ndarray
+    returns: np.ndarray
+    mean: np.ndarray
+    var: np.ndarray
+    n_seen: float
+
+
+class RewardScaler:
+    """
+    Divides rewards by the standard deviation of the discounted return, tracked per env (as SB3's ``VecNormalize``
+    and stream AC(lambda)'s reward scaling do). The mean is not subtracted, so the sign of rewards is kept.
+
+    A step is scaled first (:meth:`scale`, which changes nothing) and committed once its update is applied
+    (:meth:`commit`), so that a refused update leaves the scaler as it was.
+
+    :param n_envs: number of environments
+    :param gamma: discount factor of the return whose spread is tracked
+    :param epsilon: added to the variance to avoid dividing by zero
+    """
+
+    def __init__(self, n_envs: int, gamma: float, epsilon: float = 1e-8) -> None:
+        self.returns = np.zeros(n_envs, dtype=np.float64)
+        self.stats = RunningMeanStd(())
+        self.gamma = gamma
+        self.epsilon = epsilon
+
+    def scale(self, rewards: np.ndarray) -> ScaledRewards:
+        """
+        :param rewards: this step's rewards, one per env
+        :return: the scaled rewards (float32, with the statistics including this step) and the pending state
+        """
+        returns = self.returns * self.gamma + rewards
+        mean, var, count = merge_batch(self.stats.mean, self.stats.var, self.stats.count, returns)
+        scaled = (rewards / np.sqrt(var + self.epsilon)).astype(np.float32)
+        return ScaledRewards(scaled, returns, mean, var, count)
+
+    def commit(self, scaled: ScaledRewards, dones: np.ndarray) -> None:
+        """
+        :param scaled: what :meth:`scale` returned for this step
+        :param dones: whether each env's episode ended at this step (its return starts again from 0)
+        """
+        self.stats.mean, self.stats.var, self.stats.count = scaled.mean, scaled.var, scaled.n_seen
+        self.returns = np.where(dones, 0.0, scaled.returns)
+
+    def reset(self, n_envs: int) -> None:
+        """Forget the per-env returns (after a reset of the environments), keeping the statistics."""
+        self.returns = np.zeros(n_envs, dtype=np.float64)
