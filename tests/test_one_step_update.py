@@ -212,9 +212,10 @@ def test_traces_reset_only_for_the_env_whose_episode_ended() -> None:
 @pytest.mark.parametrize("continuous", [False, True])
 @pytest.mark.parametrize("activation", [th.nn.LeakyReLU, th.nn.Tanh, th.nn.ReLU])
 @pytest.mark.parametrize("layer_norm", [True, False])
-def test_numpy_fast_path_gradients_equal_autograd(continuous: bool, activation, layer_norm: bool) -> None:
+@pytest.mark.parametrize("net_arch", [[8, 6], []], ids=["mlp", "linear"])
+def test_numpy_fast_path_gradients_equal_autograd(continuous: bool, activation, layer_norm: bool, net_arch: list) -> None:
     env = RecordingEnv(continuous=continuous)
-    model = _model(env, True, policy_kwargs=dict(net_arch=[8, 6], activation_fn=activation, layer_norm=layer_norm))
+    model = _model(env, True, policy_kwargs=dict(net_arch=net_arch, activation_fn=activation, layer_norm=layer_norm))
     model._setup_fast_path()
     fast = model._fast
     assert isinstance(fast, NumpyActorCritic)
