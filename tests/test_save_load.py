@@ -107,10 +107,10 @@ def test_policy_alone_acts_as_the_model_on_raw_observations(tmp_path) -> None:
 
     # evaluate_policy with the policy alone gives the model's returns (deterministic env and policy; the last digits
     # may differ because the model's parameters are views of one vector, the loaded policy's are not).
-    returns = [
-        evaluate_policy(agent, make_vec_env("Pendulum-v1", n_envs=1, seed=3), n_eval_episodes=2, return_episode_rewards=True)[0]
-        for agent in (model, policy)
-    ]
+    returns = []
+    for agent in (model, policy):
+        env = make_vec_env("Pendulum-v1", n_envs=1, seed=3)
+        returns.append(evaluate_policy(agent, env, n_eval_episodes=2, return_episode_rewards=True)[0])
     assert np.allclose(returns[0], returns[1], rtol=1e-6, atol=0.0)
 
 
