@@ -18,19 +18,24 @@ def merge_batch(mean: np.ndarray, var: np.ndarray, count: float, batch: np.ndarr
     """
     batch = np.asarray(batch, dtype=np.float64)
     n_batch = batch.shape[0]
-    if n_batch == 0:
-        return mean, var, count
-    sum_sq = var * (count - 1) if count >= 2 else np.zeros_like(mean)
     total = count + n_batch
     if n_batch == 1:  # the usual online case: one env
         diff = batch[0] - mean
         new_mean = mean + diff / total
-        sum_sq = sum_sq + diff * (batch[0] - new_mean)
-    else:
-        batch_mean = batch.mean(axis=0)
-        diff = batch_mean - mean
-        new_mean = mean + diff * (n_batch / total)
-        sum_sq = sum_sq + ((batch - batch_mean) ** 2).sum(axis=0) + diff**2 * (count * n_batch / total)
+        if total < 2:
+            return new_mean, np.ones_like(mean), total
+        sum_sq = diff * (batch[0] - new_mean)
+        if count >= 2:
+            sum_sq += var * (count - 1)
+        return new_mean, sum_sq / (total - 1), total
+    if n_batch == 0:
+        return mean, var, count
+    batch_mean = batch.mean(axis=0)
+    diff = batch_mean - mean
+    new_mean = mean + diff * (n_batch / total)
+    sum_sq = ((batch - batch_mean) ** 2).sum(axis=0) + diff**2 * (count * n_batch / total)
+    if count >= 2:
+        sum_sq += var * (count - 1)
     new_var = sum_sq / (total - 1) if total >= 2 else np.ones_like(mean)
     return new_mean, new_var, total
 

@@ -24,7 +24,7 @@ from sb3_ac_plus.common.trace_updates import EligibilityTraces, add_weighted_, l
 from sb3_ac_plus.one_step_ac.hyperparameters import check_hyperparameters, check_online_modules, check_spaces
 from sb3_ac_plus.one_step_ac.policies import POLICY_ALIASES
 from sb3_ac_plus.policies.actor_critic import ConfigurableActorCriticPolicy
-from sb3_ac_plus.policies.observation_normalizer import ObservationNormalizer
+from sb3_ac_plus.policies.observation_normalizer import ObservationNormalizer, RunningMeanStdBuffers
 
 SelfOneStepAC = TypeVar("SelfOneStepAC", bound="OneStepAC")
 
@@ -253,6 +253,7 @@ class OneStepAC(OnPolicyAlgorithm):
         self._torch_rng_state: th.Tensor | None = None
         self._norm_obs: Any = None
         self._fast: NumpyActorCritic | None = None
+        self._fast_stats: RunningMeanStdBuffers | None = None
         self._use_fast_path = True
         self._track_stats = False
         self._reset_log_stats()
@@ -348,6 +349,8 @@ class OneStepAC(OnPolicyAlgorithm):
             self._fast = NumpyActorCritic(self.policy, offsets, offset)
             # NumPy views of the parameter vector (same memory), valid until the next learn() call.
             self._fast_arrays = (self._flat_actor.numpy(), self._flat_critic.numpy())
+            normalizer = self.obs_normalizer
+            self._fast_stats = None if normalizer is None else normalizer.statistics()
 
     def _excluded_save_params(self) -> list[str]:
         return [
@@ -361,6 +364,7 @@ class OneStepAC(OnPolicyAlgorithm):
             "_norm_obs",
             "_fast",
             "_fast_arrays",
+            "_fast_stats",
             "_log_stats",
         ]
 
@@ -394,10 +398,9 @@ class OneStepAC(OnPolicyAlgorithm):
 
     def _fast_obs(self, raw_obs: np.ndarray) -> np.ndarray:
         """Raw observations as the fast path's networks take them: normalised with the current statistics, float32."""
-        normalizer = self.obs_normalizer
-        if normalizer is None:
+        if self._fast_stats is None:
             return np.asarray(raw_obs, dtype=np.float32)
-        return normalizer.normalize_numpy(raw_obs)  # type: ignore[return-value]
+        return self._fast_stats.normalize_numpy(raw_obs)
 
     def _as_tensor(self, obs: Any) -> th.Tensor | dict[str, th.Tensor]:
         return obs_as_tensor(obs, self.device)  # type: ignore[arg-type]
@@ -500,7 +503,7 @@ class OneStepAC(OnPolicyAlgorithm):
             raise NonFiniteError(f"OneStepAC: non-finite reward {rewards} from the environment at step {pending_steps}")
         truncated = np.array([info.get("TimeLimit.truncated", False) for info in infos], dtype=bool) & dones
         bootstrap_obs = with_terminal_obs(new_obs, infos, truncated) if truncated.any() else new_obs
-        if not (all_finite(new_obs) and all_finite(bootstrap_obs)):
+        if not (all_finite(new_obs) and (bootstrap_obs is new_obs or all_finite(bootstrap_obs))):
             raise NonFiniteError(f"OneStepAC: non-finite observation from the environment at step {pending_steps}")
         scaled = None if self._reward_scaler is None else self._reward_scaler.scale(rewards)
         learn_rewards = rewards.astype(np.float32) if scaled is None else scaled.rewards
@@ -550,10 +553,10 @@ class OneStepAC(OnPolicyAlgorithm):
 
     def _td_errors(self, step: Transition, values: Any, next_values: Any) -> Any:
         """The one-step TD errors ``r + gamma * V(s') * (1 - terminated) - V(s)``, NumPy or torch as the values are."""
-        not_terminated: Any = ~step.terminated
+        not_terminated: Any = (~step.terminated).astype(np.float32)  # float32 throughout, as the parameters
         rewards: Any = step.learn_rewards
         if isinstance(values, th.Tensor):
-            not_terminated = th.as_tensor(not_terminated, dtype=th.float32, device=values.device)
+            not_terminated = th.as_tensor(not_terminated, device=values.device)
             rewards = th.as_tensor(rewards, device=values.device)
         delta = rewards + self.gamma * not_terminated * next_values - values
         self._check_delta(delta)
@@ -710,11 +713,12 @@ class OneStepAC(OnPolicyAlgorithm):
             self._windows = update.windows
         if step.scaled is not None and self._reward_scaler is not None:
             self._reward_scaler.commit(step.scaled, step.dones)
-        normalizer = self.obs_normalizer
-        if normalizer is not None:
-            normalizer.update(step.new_obs)
         if self._fast is not None:
+            if self._fast_stats is not None:
+                self._fast_stats.update(step.new_obs)  # the normaliser's only statistics, without the lookups
             self._norm_obs = self._fast_obs(step.new_obs)
+        elif (normalizer := self.obs_normalizer) is not None:
+            normalizer.update(step.new_obs)
         self._last_obs = step.new_obs
         self._last_episode_starts = step.dones
         self.num_timesteps += len(step.dones)

@@ -1,5 +1,7 @@
 """Online observation normalisation as part of the policy, so that the policy alone acts on raw observations."""
 
+from typing import Any
+
 import numpy as np
 import torch as th
 from gymnasium import spaces
@@ -28,38 +30,82 @@ def normalized_keys(observation_space: spaces.Space) -> list[str | None]:
 class RunningMeanStdBuffers(nn.Module):
     """
     Running mean and sample variance of one observation part, held in float64 buffers (``mean``, ``var``, ``count``)
-    so that they are saved, loaded and moved with the policy.
+    so that they are saved, loaded and moved with the policy, and the normalisation they give.
+
+    On the CPU, :meth:`update` and :meth:`normalize_numpy` work on NumPy views of the buffers (the online learner calls
+    them at every step); change the statistics through :meth:`update` or ``load_state_dict``.
 
     :param shape: shape of one observation
+    :param clip_obs: normalised observations are clipped to ``[-clip_obs, clip_obs]``
+    :param epsilon: added to the variance to avoid dividing by zero
     """
 
     mean: th.Tensor
     var: th.Tensor
     count: th.Tensor
 
-    def __init__(self, shape: tuple[int, ...]) -> None:
+    def __init__(self, shape: tuple[int, ...], clip_obs: float, epsilon: float) -> None:
         super().__init__()
         self.register_buffer("mean", th.zeros(shape, dtype=th.float64))
         self.register_buffer("var", th.ones(shape, dtype=th.float64))
         self.register_buffer("count", th.zeros((), dtype=th.float64))
+        self.clip_obs = clip_obs
+        self.epsilon = epsilon
+        # NumPy views of the buffers and sqrt(var + epsilon), until the buffers are replaced or loaded.
+        self._numpy: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
 
-    def numpy_views(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """:return: the buffers as NumPy arrays (views of their memory on the CPU, copies elsewhere)"""
-        return self.mean.cpu().numpy(), self.var.cpu().numpy(), self.count.cpu().numpy()
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_numpy": None}  # a copy makes views of its own buffers
 
-    @th.no_grad()
+    def _apply(self, fn: Any, recurse: bool = True) -> "RunningMeanStdBuffers":
+        self._numpy = None  # .to(), .double(), ... may replace the buffers
+        return super()._apply(fn, recurse)
+
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+        self._numpy = None
+        super()._load_from_state_dict(*args, **kwargs)
+
+    def _numpy_state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        if self._numpy is not None:
+            return self._numpy
+        mean, var, count = self.mean.cpu().numpy(), self.var.cpu().numpy(), self.count.cpu().numpy()
+        state = mean, var, count, np.sqrt(var + self.epsilon)
+        if self.mean.device.type == "cpu":
+            self._numpy = state  # views of the buffers' memory
+        return state
+
     def update(self, batch: np.ndarray) -> None:
         """
         :param batch: raw observations stacked along the first axis
         """
-        mean, var, count = self.numpy_views()
+        mean, var, count, std = self._numpy_state()
         new_mean, new_var, new_count = merge_batch(mean, var, float(count), batch)
-        if self.mean.device.type == "cpu":
+        if self._numpy is not None:
             mean[...], var[...], count[...] = new_mean, new_var, new_count
+            np.sqrt(new_var + self.epsilon, out=std)
         else:
             self.mean.copy_(th.from_numpy(new_mean))
             self.var.copy_(th.from_numpy(new_var))
             self.count.fill_(new_count)
+
+    def forward(self, obs: th.Tensor) -> th.Tensor:
+        """
+        :param obs: raw observations (one or a batch)
+        :return: ``clip((obs - mean) / sqrt(var + epsilon), -clip_obs, clip_obs)``, computed in float64, as float32
+        """
+        normalized = (obs.to(th.float64) - self.mean) / th.sqrt(self.var + self.epsilon)
+        return normalized.clamp(-self.clip_obs, self.clip_obs).to(th.float32)
+
+    def normalize_numpy(self, obs: np.ndarray) -> np.ndarray:
+        """
+        :param obs: raw observations (one or a batch), NumPy
+        :return: the same numbers as :meth:`forward` gives
+        """
+        mean, _, _, std = self._numpy_state()
+        normalized = (obs - mean) / std  # float64, as obs - mean promotes to the statistics' dtype
+        np.minimum(normalized, self.clip_obs, out=normalized)
+        np.maximum(normalized, -self.clip_obs, out=normalized)
+        return normalized.astype(np.float32)
 
 
 class ObservationNormalizer(nn.Module):
@@ -85,7 +131,7 @@ class ObservationNormalizer(nn.Module):
         self.stats = nn.ModuleDict()
         for key in self.keys:
             space = observation_space[key] if key is not None else observation_space  # type: ignore[index]
-            self.stats[_name(key)] = RunningMeanStdBuffers(space.shape)  # type: ignore[arg-type]
+            self.stats[_name(key)] = RunningMeanStdBuffers(space.shape, clip_obs, epsilon)  # type: ignore[arg-type]
         self.clip_obs = clip_obs
         self.epsilon = epsilon
 
@@ -108,9 +154,9 @@ class ObservationNormalizer(nn.Module):
         if isinstance(observations, dict):
             normalized = dict(observations)
             for key in self.keys:
-                normalized[key] = self._normalize_tensor(key, observations[key])  # type: ignore[index]
+                normalized[key] = self.statistics(key)(observations[key])  # type: ignore[index]
             return normalized
-        return self._normalize_tensor(None, observations) if self.keys else observations
+        return self.statistics()(observations) if self.keys else observations
 
     def normalize_numpy(self, observations: np.ndarray | dict[str, np.ndarray]) -> np.ndarray | dict[str, np.ndarray]:
         """
@@ -120,19 +166,9 @@ class ObservationNormalizer(nn.Module):
         if isinstance(observations, dict):
             normalized = dict(observations)
             for key in self.keys:
-                normalized[key] = self._normalize_array(key, observations[key])  # type: ignore[index]
+                normalized[key] = self.statistics(key).normalize_numpy(observations[key])  # type: ignore[index]
             return normalized
-        return self._normalize_array(None, observations) if self.keys else observations
-
-    def _normalize_tensor(self, key: str | None, obs: th.Tensor) -> th.Tensor:
-        stats = self.statistics(key)
-        normalized = (obs.to(th.float64) - stats.mean) / th.sqrt(stats.var + self.epsilon)
-        return normalized.clamp(-self.clip_obs, self.clip_obs).to(th.float32)
-
-    def _normalize_array(self, key: str | None, obs: np.ndarray) -> np.ndarray:
-        mean, var, _ = self.statistics(key).numpy_views()
-        normalized = (np.asarray(obs, dtype=np.float64) - mean) / np.sqrt(var + self.epsilon)
-        return np.clip(normalized, -self.clip_obs, self.clip_obs).astype(np.float32)
+        return self.statistics().normalize_numpy(observations) if self.keys else observations
 
 
 def _name(key: str | None) -> str:
