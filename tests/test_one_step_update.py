@@ -8,8 +8,8 @@ from gymnasium import spaces
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from sb3_ac_plus import OneStepAC
-from sb3_ac_plus.common.numpy_fast_path import NumpyActorCritic
-from sb3_ac_plus.common.policy_outputs import actor_outputs, critic_values
+from sb3_ac_plus.one_step_ac.numpy_backend import NumpyActorCritic
+from sb3_ac_plus.one_step_ac.torch_backend import actor_outputs, critic_values
 
 GAMMA = 0.9
 
@@ -114,7 +114,7 @@ def test_one_update_matches_hand_computed_reference(fast: bool, continuous: bool
     model = _model(env, fast, update_rule=rule, learning_rate=0.5, critic_learning_rate=2.0)
     before = _params(model)
     model.learn(1, log_interval=None)
-    assert (model._fast is not None) == fast
+    assert (model._backend.name == "numpy") == fast
     after = _params(model)
 
     obs, next_obs = env.observations[0], env.observations[1]
@@ -216,8 +216,8 @@ def test_traces_reset_only_for_the_env_whose_episode_ended() -> None:
 def test_numpy_fast_path_gradients_equal_autograd(continuous: bool, activation, layer_norm: bool, net_arch: list) -> None:
     env = RecordingEnv(continuous=continuous)
     model = _model(env, True, policy_kwargs=dict(net_arch=net_arch, activation_fn=activation, layer_norm=layer_norm))
-    model._setup_fast_path()
-    fast = model._fast
+    model._setup_backend()
+    fast = model._backend.networks
     assert isinstance(fast, NumpyActorCritic)
     rng = np.random.default_rng(0)
     obs = rng.normal(size=(2, 3)).astype(np.float32)

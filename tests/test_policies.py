@@ -32,8 +32,8 @@ from sb3_ac_plus import (
     StreamingActorCriticPolicy,
     StreamingMultiInputActorCriticPolicy,
 )
-from sb3_ac_plus.common.numpy_fast_path import supports_fast_path
-from sb3_ac_plus.common.policy_outputs import actor_outputs, critic_values
+from sb3_ac_plus.one_step_ac.numpy_backend import supports_fast_path
+from sb3_ac_plus.one_step_ac.torch_backend import actor_outputs, critic_values
 from sb3_ac_plus.one_step_ac.policies import POLICY_ALIASES
 from sb3_ac_plus.policies import StateDependentStdGaussianDistribution
 
@@ -96,7 +96,7 @@ def test_state_dependent_std(algo: str) -> None:
         std_after = policy.get_distribution(obs).distribution.stddev
     assert not th.allclose(std_after[0], std_after[1])  # and learns to depend on the state
     if algo == "OneStepAC":
-        assert model._fast is None
+        assert model._backend.name == "torch"
 
 
 @pytest.mark.parametrize(
@@ -301,7 +301,7 @@ def test_one_step_ac_updates_the_shared_trunk_with_both_heads(actor_lr: float, c
     assert trunk_ids <= {id(p) for p in model._critic_params}
     before = [p.detach().clone() for p in model._trained_params]
     model.learn(1, log_interval=None)
-    assert model._fast is None
+    assert model._backend.name == "torch"
     after = [p.detach().clone() for p in model._trained_params]
     expected, delta = _expected_update(model, before, env, actor_lr, critic_lr, shared_lr=actor_lr)
     assert abs(delta) > 1e-3
@@ -347,7 +347,7 @@ def test_fast_path_covers_only_what_it_computes(policy_class, policy_kwargs, fas
         model = OneStepAC(policy_class, env_id, seed=0, policy_kwargs=policy_kwargs)
         assert supports_fast_path(model.policy, model.observation_space, model.device) == fast
         model.learn(2, log_interval=None)
-        assert (model._fast is not None) == fast
+        assert (model._backend.name == "numpy") == fast
 
 
 def test_separate_policy_fast_and_torch_paths_train_the_same() -> None:
@@ -356,7 +356,7 @@ def test_separate_policy_fast_and_torch_paths_train_the_same() -> None:
         model = OneStepAC("SeparateMlpPolicy", "Pendulum-v1", seed=5)
         model._use_fast_path = fast
         model.learn(200, log_interval=None)
-        assert (model._fast is not None) == fast
+        assert (model._backend.name == "numpy") == fast
         models.append(model)
     for a, b in zip(models[0]._trained_params, models[1]._trained_params, strict=True):
         assert th.allclose(a, b, atol=1e-5)

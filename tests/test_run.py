@@ -65,12 +65,12 @@ def test_discrete_observations_use_one_hot_and_no_normalisation() -> None:
     assert isinstance(model.observation_space, spaces.Discrete)
     assert model.normalize_observations and model.obs_normalizer is None
     model.learn(100)
-    assert model._fast is None  # the torch path handles non-vector observations
+    assert model._backend.name == "torch"  # the torch path handles non-vector observations
 
 
 def test_fast_path_is_used_for_the_default_policy_on_vector_observations() -> None:
     model = OneStepAC("MlpPolicy", "CartPole-v1", seed=0).learn(50)
-    assert model._fast is not None
+    assert model._backend.name == "numpy"
 
 
 @pytest.mark.parametrize("vec_env_cls", [None, SubprocVecEnv], ids=["DummyVecEnv", "SubprocVecEnv"])

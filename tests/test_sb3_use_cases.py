@@ -22,7 +22,7 @@ def test_linear_policy(env_id: str, fast: bool) -> None:
     model._use_fast_path = fast
     before = model._flat_params.clone()
     model.learn(300, log_interval=None)
-    assert (model._fast is not None) == fast
+    assert (model._backend.name == "numpy") == fast
     assert len(model.policy.mlp_extractor.policy_net.linears) == 0
     assert not th.equal(before, model._flat_params)
     assert th.isfinite(model._flat_params).all()

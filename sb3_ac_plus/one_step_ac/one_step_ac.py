@@ -12,19 +12,20 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
-from stable_baselines3.common.utils import FloatSchedule, obs_as_tensor
+from stable_baselines3.common.utils import FloatSchedule
 from stable_baselines3.common.vec_env import VecEnv
 
-from sb3_ac_plus.common.flat_parameters import flat_gradients, flatten_parameters_, is_view_of
-from sb3_ac_plus.common.numpy_fast_path import NumpyActorCritic, supports_fast_path
-from sb3_ac_plus.common.observations import all_finite, concat_obs, obs_row, stack_obs_rows, with_terminal_obs
-from sb3_ac_plus.common.policy_outputs import actor_outputs, critic_values
-from sb3_ac_plus.common.reward_scaling import RewardScaler, ScaledRewards
-from sb3_ac_plus.common.trace_updates import EligibilityTraces, add_weighted_, l1_norms, obgd_step_sizes, update_is_safe
+from sb3_ac_plus.one_step_ac.backend import ActorCriticBackend
+from sb3_ac_plus.one_step_ac.flat_parameters import flatten_parameters_, is_view_of
+from sb3_ac_plus.one_step_ac.numpy_backend import NumpyBackend, supports_fast_path
+from sb3_ac_plus.one_step_ac.observations import all_finite, obs_row, stack_obs_rows, with_terminal_obs
+from sb3_ac_plus.one_step_ac.torch_backend import TorchBackend, actor_outputs, critic_values
+from sb3_ac_plus.one_step_ac.reward_scaling import RewardScaler, ScaledRewards
+from sb3_ac_plus.one_step_ac.trace_updates import EligibilityTraces, add_weighted_, l1_norms, obgd_step_sizes, update_is_safe
 from sb3_ac_plus.one_step_ac.hyperparameters import check_hyperparameters, check_online_modules, check_spaces
 from sb3_ac_plus.one_step_ac.policies import POLICY_ALIASES
 from sb3_ac_plus.policies.actor_critic import ConfigurableActorCriticPolicy
-from sb3_ac_plus.policies.observation_normalizer import ObservationNormalizer, RunningMeanStdBuffers
+from sb3_ac_plus.policies.observation_normalizer import ObservationNormalizer
 
 SelfOneStepAC = TypeVar("SelfOneStepAC", bound="OneStepAC")
 
@@ -132,7 +133,7 @@ class OneStepAC(OnPolicyAlgorithm):
 
     Speed: with the default policy on flat vector observations, Categorical or Gaussian actions and ``n_steps=1``,
     the per-step forward and backward passes run in NumPy on the policy's own parameter memory
-    (:mod:`sb3_ac_plus.common.numpy_fast_path`); every other configuration runs the same update with torch autograd.
+    (:mod:`sb3_ac_plus.one_step_ac.numpy_backend`); every other configuration runs the same update with torch autograd.
     ``learn()`` runs torch single-threaded (restoring the setting after): at batch size 1 extra threads only add
     synchronisation, and collapse when another process holds a core.
     """
@@ -251,10 +252,9 @@ class OneStepAC(OnPolicyAlgorithm):
             # Resuming from a saved model continues the exact sampling sequence of the saved run.
             th.set_rng_state(saved_rng_state)
         self._torch_rng_state: th.Tensor | None = None
-        self._norm_obs: Any = None
-        self._fast: NumpyActorCritic | None = None
-        self._fast_stats: RunningMeanStdBuffers | None = None
-        self._use_fast_path = True
+        self._backend: ActorCriticBackend | None = None
+        self._obs_input: Any = None  # the backend's input for the current observations
+        self._use_fast_path = True  # tests switch it off to check the torch backend
         self._track_stats = False
         self._reset_log_stats()
 
@@ -332,9 +332,11 @@ class OneStepAC(OnPolicyAlgorithm):
             self._reward_scaler.reset(self.n_envs)
         self._episode_n_envs = self.n_envs
 
-    def _setup_fast_path(self) -> None:
-        """Use the NumPy fast path where it computes this configuration (see the class docstring)."""
-        self._fast = None
+    def _setup_backend(self) -> None:
+        """The NumPy backend where it computes this configuration (see the class docstring), else the torch one."""
+        self._backend = TorchBackend(
+            self.policy, self._actor_params, self._critic_params, self._flat_params, entropy_bonus=self.ent_coef > 0.0
+        )
         if (
             self._use_fast_path
             and self.n_steps == 1
@@ -342,15 +344,7 @@ class OneStepAC(OnPolicyAlgorithm):
             and not self._shares_parameters
             and supports_fast_path(self.policy, self.observation_space, self.device)
         ):
-            offsets, offset = {}, 0
-            for param in self._trained_params:
-                offsets[id(param)] = offset
-                offset += param.numel()
-            self._fast = NumpyActorCritic(self.policy, offsets, offset)
-            # NumPy views of the parameter vector (same memory), valid until the next learn() call.
-            self._fast_arrays = (self._flat_actor.numpy(), self._flat_critic.numpy())
-            normalizer = self.obs_normalizer
-            self._fast_stats = None if normalizer is None else normalizer.statistics()
+            self._backend = NumpyBackend(self.policy, self._trained_params, self._flat_params, self._flat_actor.numel())
 
     def _excluded_save_params(self) -> list[str]:
         return [
@@ -361,10 +355,8 @@ class OneStepAC(OnPolicyAlgorithm):
             "_flat_params",
             "_flat_actor",
             "_flat_critic",
-            "_norm_obs",
-            "_fast",
-            "_fast_arrays",
-            "_fast_stats",
+            "_backend",
+            "_obs_input",
             "_log_stats",
         ]
 
@@ -395,15 +387,6 @@ class OneStepAC(OnPolicyAlgorithm):
     def _check_obs(self, raw_obs: Any) -> None:
         if not all_finite(raw_obs):
             raise NonFiniteError(f"OneStepAC: non-finite observation from the environment at step {self.num_timesteps}")
-
-    def _fast_obs(self, raw_obs: np.ndarray) -> np.ndarray:
-        """Raw observations as the fast path's networks take them: normalised with the current statistics, float32."""
-        if self._fast_stats is None:
-            return np.asarray(raw_obs, dtype=np.float32)
-        return self._fast_stats.normalize_numpy(raw_obs)
-
-    def _as_tensor(self, obs: Any) -> th.Tensor | dict[str, th.Tensor]:
-        return obs_as_tensor(obs, self.device)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------ learning
 
@@ -442,9 +425,9 @@ class OneStepAC(OnPolicyAlgorithm):
             self.obs_normalizer.update(self._last_obs)  # type: ignore[arg-type]
         if not is_view_of(self._trained_params, self._flat_params):
             self._flatten_parameters()  # the policy was moved (policy.to) since the last call
-        self._setup_fast_path()
-        if self._fast is not None:
-            self._norm_obs = self._fast_obs(self._last_obs)  # type: ignore[arg-type]
+        self._setup_backend()
+        assert self._backend is not None
+        self._obs_input = self._backend.observe(self._last_obs)
         self._track_stats = log_interval is not None and len(self.logger.output_formats) > 0
         callback.on_training_start(locals(), globals())
 
@@ -484,7 +467,12 @@ class OneStepAC(OnPolicyAlgorithm):
         """
         self.policy.set_training_mode(True)
         callback.on_rollout_start()
-        step = self._fast_step if self._fast is not None else self._torch_step
+        if self._windows is not None:
+            step = self._n_step_step
+        elif self.update_rule == "optimizer":
+            step = self._optimizer_step
+        else:
+            step = self._one_step
         for _ in range(n_rollout_steps):
             self._update_current_progress_remaining(self.num_timesteps, self._total_timesteps)
             new_obs, rewards, dones, infos = step(env)[:4]
@@ -509,46 +497,44 @@ class OneStepAC(OnPolicyAlgorithm):
         learn_rewards = rewards.astype(np.float32) if scaled is None else scaled.rewards
         return Transition(new_obs, rewards, dones, infos, bootstrap_obs, learn_rewards, scaled, dones & ~truncated)
 
-    def _fast_step(self, env: VecEnv) -> Transition:
-        """One step of every env and its update, with the NumPy fast path."""
-        fast = self._fast
-        assert fast is not None
-        obs = self._norm_obs
-        actions, actor_state = fast.act(obs)
+    def _one_step(self, env: VecEnv) -> Transition:
+        """One step of every env and its update, with ObGD's bounded step or plain SGD, and eligibility traces."""
+        backend = self._backend
+        assert backend is not None
+        actions, actor = backend.act(self._obs_input)
         step = self._env_step(env, actions)
         # V(s) and V(s') in one pass, both with the parameters and statistics before this step's update.
-        n_envs = env.num_envs
-        both_values, critic_cache = fast.values(np.concatenate([obs, self._fast_obs(step.bootstrap_obs)]))
-        delta = self._td_errors(step, both_values[:n_envs], both_values[n_envs:])
-        log_prob, entropy = fast.log_prob_entropy(actor_state)
-        grads = fast.gradients(actor_state, critic_cache, self._entropy_weights(delta), entropy)
-        n_actor = self._flat_actor.numel()
-        actor_params, critic_params = self._fast_arrays
+        values, next_values, critic = backend.values(self._obs_input, backend.observe(step.bootstrap_obs))
+        delta = self._td_errors(step, values, next_values)
+        actor_grads, critic_grads, log_prob, entropy = backend.row_gradients(actor, critic, self._entropy_weights(delta))
         update = self._bounded_update(
-            delta, grads[:, :n_actor], grads[:, n_actor:], actor_params, critic_params, log_prob, entropy
+            delta, actor_grads, critic_grads, backend.actor_params, backend.critic_params, log_prob, entropy
         )
         self._commit(step, update)
         return step
 
-    def _torch_step(self, env: VecEnv) -> Transition:
-        """One step of every env and its update, with torch autograd (any policy, space and device)."""
-        obs = self._as_tensor(self._last_obs)
-        one_step = self._windows is None
-        with th.set_grad_enabled(one_step):
-            actor = actor_outputs(self.policy, obs)
-        step = self._env_step(env, actor.actions)
-        bootstrap_obs = self._as_tensor(step.bootstrap_obs)
-        if one_step:
-            # V(s) and V(s') in one pass, both with the parameters and statistics before this step's update.
-            both_values = critic_values(self.policy, concat_obs(obs, bootstrap_obs))
-            values, next_values = both_values[: env.num_envs], both_values[env.num_envs :].detach()
-            delta = self._td_errors(step, values.detach(), next_values)
-            update = self._torch_update(values, actor.log_prob, actor.entropy, delta)
-        else:
-            with th.no_grad():
-                next_values = critic_values(self.policy, bootstrap_obs)
-            update = self._n_step_update(obs, actor.actions, step, next_values)
-        self._commit(step, update)
+    def _optimizer_step(self, env: VecEnv) -> Transition:
+        """One step of every env and its update by the policy's torch optimizer (``update_rule="optimizer"``)."""
+        backend = self._backend
+        assert isinstance(backend, TorchBackend)
+        actions, actor = backend.act(self._obs_input)
+        step = self._env_step(env, actions)
+        values, next_values, values_with_grad = backend.values(self._obs_input, backend.observe(step.bootstrap_obs))
+        delta = self._td_errors(step, values, next_values)
+        self._commit(step, self._optimizer_update(values_with_grad, actor.log_prob, actor.entropy, delta))
+        return step
+
+    def _n_step_step(self, env: VecEnv) -> Transition:
+        """One step of every env and the update of each state whose k-step return it completes (``n_steps > 1``)."""
+        backend = self._backend
+        assert isinstance(backend, TorchBackend)
+        obs = self._obs_input
+        with th.no_grad():
+            actions, _ = backend.act(obs)
+        step = self._env_step(env, actions)
+        with th.no_grad():
+            next_values = critic_values(self.policy, backend.observe(step.bootstrap_obs))
+        self._commit(step, self._n_step_update(obs, actions, step, next_values))
         return step
 
     def _td_errors(self, step: Transition, values: Any, next_values: Any) -> Any:
@@ -607,7 +593,15 @@ class OneStepAC(OnPolicyAlgorithm):
         values = critic_values(self.policy, batch_obs)
         delta = targets - values.detach()
         self._check_delta(delta)
-        return self._torch_update(values, actor.log_prob, actor.entropy, delta)._replace(windows=windows)
+        if self.update_rule == "optimizer":
+            return self._optimizer_update(values, actor.log_prob, actor.entropy, delta)._replace(windows=windows)
+        backend = self._backend
+        assert backend is not None
+        actor_grads, critic_grads, log_prob, entropy = backend.row_gradients(actor, values, self._entropy_weights(delta))
+        update = self._bounded_update(
+            delta, actor_grads, critic_grads, backend.actor_params, backend.critic_params, log_prob, entropy
+        )
+        return update._replace(windows=windows)
 
     def _check_delta(self, delta: th.Tensor | np.ndarray) -> None:
         if not math.isfinite(float(delta.sum())):
@@ -615,33 +609,6 @@ class OneStepAC(OnPolicyAlgorithm):
                 f"OneStepAC: non-finite TD error {delta.tolist()} at step {self.num_timesteps} "
                 "(the value estimates diverged; try smaller step sizes); the update was not applied"
             )
-
-    def _torch_update(
-        self, values: th.Tensor, log_prob: th.Tensor, entropy: th.Tensor | None, delta: th.Tensor
-    ) -> PendingUpdate:
-        """
-        The update from a batch of rows (one per env in the one-step case), with torch autograd.
-
-        :param values: V(s) of each row, with gradient
-        :param log_prob: log pi(a|s) of each row, with gradient
-        :param entropy: entropy of pi(.|s) of each row, with gradient (None if the distribution has none)
-        :param delta: TD errors, without gradient, from the parameters before this update
-        """
-        if self.update_rule == "optimizer":
-            return self._optimizer_update(values, log_prob, entropy, delta)
-        actor_objective = log_prob
-        if entropy is not None and self.ent_coef > 0.0:
-            actor_objective = log_prob + self._entropy_weights(delta) * entropy
-        actor_grads, critic_grads = self._row_gradients(actor_objective, values)
-        return self._bounded_update(
-            delta,
-            actor_grads,
-            critic_grads,
-            self._flat_actor,
-            self._flat_critic,
-            log_prob.detach(),
-            None if entropy is None else entropy.detach(),
-        )
 
     def _bounded_update(
         self,
@@ -713,12 +680,14 @@ class OneStepAC(OnPolicyAlgorithm):
             self._windows = update.windows
         if step.scaled is not None and self._reward_scaler is not None:
             self._reward_scaler.commit(step.scaled, step.dones)
-        if self._fast is not None:
-            if self._fast_stats is not None:
-                self._fast_stats.update(step.new_obs)  # the normaliser's only statistics, without the lookups
-            self._norm_obs = self._fast_obs(step.new_obs)
+        backend = self._backend
+        assert backend is not None
+        if isinstance(backend, NumpyBackend):
+            if backend.stats is not None:
+                backend.stats.update(step.new_obs)  # the normaliser's only statistics, without the lookups
         elif (normalizer := self.obs_normalizer) is not None:
             normalizer.update(step.new_obs)
+        self._obs_input = backend.observe(step.new_obs)
         self._last_obs = step.new_obs
         self._last_episode_starts = step.dones
         self.num_timesteps += len(step.dones)
@@ -726,35 +695,6 @@ class OneStepAC(OnPolicyAlgorithm):
             self._n_updates += 1
         if update.stats is not None:
             self._accumulate_log_stats(update.stats)
-
-    def _row_gradients(self, actor_objective: th.Tensor, values: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
-        """
-        Per-row gradients of the actor objective and of the values, each ``(n_rows, n_params)`` over the actor's
-        and the critic's slice of the parameter vector.
-        """
-        n_rows = values.shape[0]
-        batched = n_rows > 1
-        eye = th.eye(n_rows, device=values.device) if batched else None
-        if not self._shares_parameters:
-            # Disjoint parameters: one backward pass through the sum gives both gradients.
-            outputs = actor_objective + values
-            grads = th.autograd.grad(
-                outputs if batched else outputs.sum(), self._trained_params, grad_outputs=eye, is_grads_batched=batched
-            )
-            flat = flat_gradients(grads, n_rows)
-            n_actor = self._flat_actor.numel()
-            return flat[:, :n_actor], flat[:, n_actor:]
-        actor_grads = th.autograd.grad(
-            actor_objective if batched else actor_objective.sum(),
-            self._actor_params,
-            grad_outputs=eye,
-            is_grads_batched=batched,
-            retain_graph=True,
-        )
-        critic_grads = th.autograd.grad(
-            values if batched else values.sum(), self._critic_params, grad_outputs=eye, is_grads_batched=batched
-        )
-        return flat_gradients(actor_grads, n_rows), flat_gradients(critic_grads, n_rows)
 
     def _optimizer_update(
         self, values: th.Tensor, log_prob: th.Tensor, entropy: th.Tensor | None, delta: th.Tensor

@@ -22,6 +22,8 @@ class MLP(nn.Module):
     :param layer_norm: whether to normalise each layer's pre-activations
     """
 
+    layer_norm_eps = 1e-5  # added to the variance by LayerNorm (torch's default)
+
     def __init__(self, input_dim: int, layer_sizes: list[int], activation_fn: type[nn.Module], layer_norm: bool) -> None:
         super().__init__()
         sizes = [input_dim, *layer_sizes]
@@ -33,7 +35,7 @@ class MLP(nn.Module):
         for linear in self.linears:
             x = F.linear(x, linear.weight, linear.bias)  # type: ignore[arg-type]
             if self.layer_norm:
-                x = F.layer_norm(x, x.shape[-1:])
+                x = F.layer_norm(x, x.shape[-1:], eps=self.layer_norm_eps)
             x = self.activation(x)
         return x
 

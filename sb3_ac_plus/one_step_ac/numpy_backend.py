@@ -1,4 +1,4 @@
-"""A NumPy forward and backward pass for streaming MLP policies, on the memory of the policy's own parameters.
+"""The NumPy backend: forward and backward passes of streaming MLP policies, on the memory of the policy's parameters.
 
 At batch size 1 a torch operation costs several microseconds of dispatch and autograd bookkeeping, a NumPy
 operation on the same small array about one; an online actor-critic step is about a hundred such operations. This
@@ -11,6 +11,7 @@ of the model.
 """
 
 import math
+from collections.abc import Sequence
 from typing import Any, NamedTuple, cast
 
 import numpy as np
@@ -22,8 +23,8 @@ from stable_baselines3.common.torch_layers import FlattenExtractor
 from torch import nn
 
 from sb3_ac_plus.policies.networks import MLP, ActorCriticMlpExtractor
+from sb3_ac_plus.policies.observation_normalizer import RunningMeanStdBuffers
 
-_LAYER_NORM_EPS = 1e-5  # torch's default for F.layer_norm
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
@@ -85,6 +86,7 @@ class _NumpyMLP:
         self.head = (_np(head.weight), _np(head.bias))
         self.head_offsets = (offsets[id(head.weight)], offsets[id(head.bias)])
         self.layer_norm = mlp.layer_norm
+        self.layer_norm_eps = mlp.layer_norm_eps
         negative_slope = _activation(mlp.activation)
         assert negative_slope is not None, f"unsupported activation {mlp.activation}"
         self.tanh = math.isnan(negative_slope)
@@ -103,7 +105,7 @@ class _NumpyMLP:
             if self.layer_norm:
                 inv_width = 1.0 / pre.shape[-1]
                 pre -= np.add.reduce(pre, axis=-1, keepdims=True) * inv_width
-                inv_std = 1.0 / np.sqrt(np.add.reduce(pre * pre, axis=-1, keepdims=True) * inv_width + _LAYER_NORM_EPS)
+                inv_std = 1.0 / np.sqrt(np.add.reduce(pre * pre, axis=-1, keepdims=True) * inv_width + self.layer_norm_eps)
                 pre *= inv_std
             if self.tanh:
                 out = np.tanh(pre)
@@ -251,3 +253,52 @@ class NumpyActorCritic:
         self.actor.backward(grad_out, actor_state["cache"], grads)
         self.critic.backward(np.ones((n_envs, 1), dtype=np.float32), critic_cache, grads)
         return grads
+
+
+class NumpyBackend:
+    """
+    :class:`~sb3_ac_plus.one_step_ac.backend.ActorCriticBackend` with :class:`NumpyActorCritic`.
+
+    :param policy: a policy :func:`supports_fast_path` accepts; its parameters are views of ``flat_params``, laid out as
+        ``[actor only | critic only]``
+    :param trained_params: the parameters in the order of ``flat_params``
+    :param flat_params: the flat parameter vector
+    :param n_actor: length of the actor's part
+    """
+
+    name = "numpy"
+
+    def __init__(
+        self, policy: ActorCriticPolicy, trained_params: Sequence[th.Tensor], flat_params: th.Tensor, n_actor: int
+    ) -> None:
+        offsets, offset = {}, 0
+        for param in trained_params:
+            offsets[id(param)] = offset
+            offset += param.numel()
+        self.networks = NumpyActorCritic(policy, offsets, offset)
+        # NumPy views of the parameter vector (the same memory), valid while the policy's parameters stay in place.
+        params = flat_params.numpy()
+        self.actor_params, self.critic_params = params[:n_actor], params[n_actor:]
+        self.n_actor = n_actor
+        normalizer = getattr(policy, "obs_normalizer", None)
+        self.stats: RunningMeanStdBuffers | None = None if normalizer is None else normalizer.statistics()
+
+    def observe(self, raw_obs: np.ndarray) -> np.ndarray:
+        if self.stats is None:
+            return np.asarray(raw_obs, dtype=np.float32)
+        return self.stats.normalize_numpy(raw_obs)
+
+    def act(self, obs: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+        return self.networks.act(obs)
+
+    def values(self, obs: np.ndarray, next_obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, ForwardCache]:
+        n_rows = obs.shape[0]
+        both, cache = self.networks.values(np.concatenate([obs, next_obs]))
+        return both[:n_rows], both[n_rows:], cache
+
+    def row_gradients(
+        self, actor_state: dict[str, Any], critic_state: ForwardCache, entropy_weights: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        log_prob, entropy = self.networks.log_prob_entropy(actor_state)
+        grads = self.networks.gradients(actor_state, critic_state, entropy_weights, entropy)
+        return grads[:, : self.n_actor], grads[:, self.n_actor :], log_prob, entropy

@@ -1,6 +1,6 @@
 """Eligibility traces and the step-size rules that apply them: ObGD's overshooting bound and plain SGD.
 
-The parameters a rule updates are one contiguous vector (see :mod:`sb3_ac_plus.common.flat_parameters`), so a
+The parameters a rule updates are one contiguous vector (see :mod:`sb3_ac_plus.one_step_ac.flat_parameters`), so a
 trace, a gradient or an update direction is a 2-D array ``(n_rows, n_params)``: one row per transition learned
 from at this step (one per env in the one-step case). The functions take torch tensors or NumPy arrays alike (the
 NumPy fast path works on NumPy views of the same memory).
@@ -121,7 +121,8 @@ def update_is_safe(weights: Array, norms: Array) -> bool:
     :param weights: ``(n_rows,)``
     :param norms: L1 norm of each row of the direction, ``(n_rows,)``
     """
-    bound = float((abs(weights) * norms).sum())
+    with np.errstate(over="ignore"):  # an overflow to infinity is the answer "no", not a warning
+        bound = float((abs(weights) * norms).sum())
     return bound < MAX_UPDATE_NORM  # also False for NaN
 
 
