@@ -50,6 +50,6 @@ def all_finite(obs: Any) -> bool:
     arrays = obs.values() if isinstance(obs, dict) else [obs]
     for array in arrays:
         array = np.asarray(array)
-        if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
             return False
     return True

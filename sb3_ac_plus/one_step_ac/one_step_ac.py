@@ -673,7 +673,7 @@ class OneStepAC(OnPolicyAlgorithm):
             add_weighted_(*update.actor)
             add_weighted_(*update.critic)
             if self._actor_traces is not None and self._critic_traces is not None:
-                ended = np.flatnonzero(step.dones)
+                ended = np.flatnonzero(step.dones) if step.dones.any() else None
                 self._actor_traces.commit(ended)
                 self._critic_traces.commit(ended)
         if update.windows is not None:

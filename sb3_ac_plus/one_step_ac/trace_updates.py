@@ -67,15 +67,15 @@ class EligibilityTraces:
         proposed += grads
         return proposed  # type: ignore[return-value]
 
-    def commit(self, ended_envs: np.ndarray) -> None:
+    def commit(self, ended_envs: np.ndarray | None) -> None:
         """
         Make the proposed traces the traces, and zero those of the envs whose episode ended.
 
-        :param ended_envs: indices of the envs whose episode ended at this step
+        :param ended_envs: indices of the envs whose episode ended at this step (None: none did)
         """
         self._buffers.reverse()
         self._views.reverse()
-        if len(ended_envs) > 0:
+        if ended_envs is not None:
             self.reset(ended_envs)
 
     def reset(self, env_indices: np.ndarray) -> None:
@@ -121,8 +121,8 @@ def update_is_safe(weights: Array, norms: Array) -> bool:
     :param weights: ``(n_rows,)``
     :param norms: L1 norm of each row of the direction, ``(n_rows,)``
     """
-    with np.errstate(over="ignore"):  # an overflow to infinity is the answer "no", not a warning
-        bound = float((abs(weights) * norms).sum())
+    # In Python floats: products of float32 values cannot overflow, and no NumPy overflow warning is raised.
+    bound = sum(abs(weight) * norm for weight, norm in zip(weights.tolist(), norms.tolist(), strict=True))
     return bound < MAX_UPDATE_NORM  # also False for NaN
 
 

@@ -82,7 +82,8 @@ class RunningMeanStdBuffers(nn.Module):
         new_mean, new_var, new_count = merge_batch(mean, var, float(count), batch)
         if self._numpy is not None:
             mean[...], var[...], count[...] = new_mean, new_var, new_count
-            np.sqrt(new_var + self.epsilon, out=std)
+            np.add(new_var, self.epsilon, out=std)
+            np.sqrt(std, out=std)
         else:
             self.mean.copy_(th.from_numpy(new_mean))
             self.var.copy_(th.from_numpy(new_var))
