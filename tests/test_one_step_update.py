@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch as th
 from gymnasium import spaces
+from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from sb3_ac_plus import OneStepAC
@@ -241,15 +242,53 @@ def test_numpy_fast_path_gradients_equal_autograd(continuous: bool, activation, 
         assert np.allclose(grads[row], expected, atol=1e-5), np.abs(grads[row] - expected).max()
 
 
-def test_fast_and_torch_paths_train_the_same() -> None:
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+@pytest.mark.parametrize("n_envs", [1, 3])
+@pytest.mark.parametrize("ent_coef", [0.0, 0.05])
+def test_numpy_and_torch_backends_train_the_same(env_id: str, n_envs: int, ent_coef: float) -> None:
     models = []
     for fast in (True, False):
-        model = OneStepAC("MlpPolicy", "CartPole-v1", seed=5)
+        model = OneStepAC("MlpPolicy", make_vec_env(env_id, n_envs=n_envs, seed=1), ent_coef=ent_coef, seed=5)
         model._use_fast_path = fast
-        model.learn(200, log_interval=None)
+        model.learn(240, log_interval=None)
+        assert model._backend.name == ("numpy" if fast else "torch")
         models.append(model)
     for a, b in zip(models[0]._trained_params, models[1]._trained_params, strict=True):
-        assert th.allclose(a, b, atol=1e-4)
+        assert th.allclose(a, b, atol=1e-4), (a - b).abs().max()
+    assert th.allclose(models[0]._actor_traces.traces, models[1]._actor_traces.traces, atol=1e-4)
+
+
+def test_n_step_targets_equal_hand_computed_returns() -> None:
+    env = RecordingEnv(episode_length=5)
+    # Step sizes far below float32's resolution: the value function stays fixed, so the targets can be recomputed.
+    model = _model(env, False, n_steps=3, learning_rate=1e-30, critic_learning_rate=1e-30)
+    before = _params(model)
+    deltas = []
+    original = model._bounded_update
+
+    def record(delta, *args, **kwargs):
+        deltas.append(delta.detach().clone())
+        return original(delta, *args, **kwargs)
+
+    model._bounded_update = record
+    model.learn(10, log_interval=None)  # two episodes of 5 steps
+    assert all(th.allclose(a, b, rtol=0.0, atol=1e-20) for a, b in zip(before, _params(model), strict=True))
+
+    obs = [th.as_tensor(o) for o in env.observations]  # reset, 5 steps (the last terminal), reset, 5 steps
+    with th.no_grad():
+        values = [float(critic_values(model.policy, o[None])[0]) for o in obs]
+    expected = []
+    for episode in range(2):
+        first = 6 * episode  # index of the episode's reset observation
+        r = env.rewards[5 * episode : 5 * episode + 5]
+        v = values[first : first + 6]
+        ret = [sum(GAMMA**i * r[t + i] for i in range(len(r) - t)) for t in range(5)]
+        expected.append([r[0] + GAMMA * r[1] + GAMMA**2 * r[2] + GAMMA**3 * v[3] - v[0]])
+        expected.append([r[1] + GAMMA * r[2] + GAMMA**2 * r[3] + GAMMA**3 * v[4] - v[1]])
+        expected.append([ret[2] - v[2], ret[3] - v[3], ret[4] - v[4]])  # terminated: no bootstrap
+    assert len(deltas) == len(expected) == 6
+    for got, want in zip(deltas, expected, strict=True):
+        assert np.allclose(got.numpy(), want, rtol=1e-5, atol=1e-5), (got, want)
 
 
 def test_large_steps_diverge_with_sgd_but_not_obgd_and_no_nan_is_written() -> None:

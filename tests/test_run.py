@@ -1,11 +1,14 @@
 """Every policy alias, action space and observation space trains a few hundred steps, as a user would run it."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.callbacks import CheckpointCallback, EvalCallback, StopTrainingOnRewardThreshold
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.logger import configure
+from stable_baselines3.common.utils import get_device
 from stable_baselines3.common.envs import (
     FakeImageEnv,
     IdentityEnv,
@@ -85,20 +88,35 @@ def test_several_envs(vec_env_cls) -> None:
 
 
 @pytest.mark.parametrize("n_steps", [2, 5])
-def test_n_step_returns(n_steps: int) -> None:
+def test_n_step_windows_on_several_envs(n_steps: int) -> None:
     env = make_vec_env("CartPole-v1", n_envs=2, seed=0)
     model = OneStepAC("MlpPolicy", env, n_steps=n_steps, trace_lambda=0.0, seed=0)
     model.learn(400)
     assert _finite(model)
-    # Each state is learned from exactly once: updates happen from the first step with a full window on.
+    # Each state is learned from exactly once: updates happen from the first step with a full window on. (The
+    # targets themselves are checked against hand-computed returns in test_one_step_update.py.)
     assert all(len(window) < n_steps for window in model._windows)
 
 
+def _logged(model: OneStepAC, tmp_path, steps: int, name: str) -> np.ndarray:
+    """Learn ``steps`` steps with a log after every update; :return: the logged values of ``name``, one per update."""
+    model.set_logger(configure(str(tmp_path), ["csv"]))
+    model.learn(steps, log_interval=1)
+    return pd.read_csv(tmp_path / "progress.csv")[name].to_numpy()
+
+
 @pytest.mark.parametrize("rule", ["obgd", "sgd"])
-def test_update_rules_with_traces(rule: str) -> None:
+def test_update_rules_with_traces(rule: str, tmp_path) -> None:
     model = OneStepAC("MlpPolicy", "CartPole-v1", update_rule=rule, learning_rate=0.01 if rule == "sgd" else 1.0, seed=0)
-    model.learn(300)
-    assert _finite(model)
+    before = model._flat_params.clone()
+    steps = _logged(model, tmp_path, 300, "train/actor_step_size")
+    assert _finite(model) and not th.equal(before, model._flat_params)
+    assert th.count_nonzero(model._actor_traces.traces) > 0
+    if rule == "sgd":
+        assert np.all(steps == pytest.approx(0.01))  # the step size itself
+    else:
+        # ObGD's bound: never above the nominal step size, and below it once the traces grow.
+        assert np.all(steps <= 1.0) and np.any(steps < 1.0)
 
 
 def test_torch_optimizer_rule_uses_separate_step_sizes() -> None:
@@ -121,13 +139,20 @@ def test_torch_optimizer_rule_uses_separate_step_sizes() -> None:
     assert len(model.policy.optimizer.state) > 0
 
 
-def test_schedules_for_both_step_sizes() -> None:
+def test_schedules_for_both_step_sizes(tmp_path) -> None:
     model = OneStepAC(
-        "MlpPolicy", "CartPole-v1", learning_rate=lambda p: 0.5 * p, critic_learning_rate=lambda p: 0.2 * p, seed=0
+        "MlpPolicy",
+        "CartPole-v1",
+        update_rule="sgd",  # the step sizes the update uses are the scheduled ones, unbounded
+        learning_rate=lambda p: 0.05 * p,
+        critic_learning_rate=lambda p: 0.02 * p,
+        seed=0,
     )
-    model.learn(200)
-    assert model.lr_schedule(model._current_progress_remaining) < 0.5
-    assert model.critic_lr_schedule(0.5) == pytest.approx(0.1)
+    actor_steps = _logged(model, tmp_path, 200, "train/actor_step_size")
+    critic_steps = pd.read_csv(tmp_path / "progress.csv")["train/critic_step_size"].to_numpy()
+    progress = 1.0 - np.arange(200) / 200  # progress remaining at each update
+    assert actor_steps == pytest.approx(0.05 * progress, rel=1e-6)
+    assert critic_steps == pytest.approx(0.02 * progress, rel=1e-6)
 
 
 def test_callbacks_every_step_and_stop_on_reward(tmp_path) -> None:
@@ -161,10 +186,20 @@ def test_logger_and_tensorboard(tmp_path) -> None:
     assert len(accumulator.Scalars("train/td_error_abs")) == 3
 
 
-def test_progress_bar() -> None:
-    pytest.importorskip("tqdm")
-    pytest.importorskip("rich")
+def test_progress_bar(monkeypatch) -> None:
+    from stable_baselines3.common import callbacks
+
+    bars = []
+
+    class RecordingBar(callbacks.tqdm):  # type: ignore[name-defined]
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            bars.append(self)
+
+    monkeypatch.setattr(callbacks, "tqdm", RecordingBar)
     OneStepAC("MlpPolicy", "CartPole-v1", seed=0).learn(100, progress_bar=True)
+    assert len(bars) == 1
+    assert bars[0].total == 100 and bars[0].n == 100  # the bar saw every step
 
 
 def test_predict_single_and_batched_raw_observations() -> None:
@@ -177,10 +212,13 @@ def test_predict_single_and_batched_raw_observations() -> None:
     assert batched[0] == single and batched[1] == single
 
 
-def test_device_cpu_and_auto() -> None:
-    for device in ("cpu", "auto"):
-        model = OneStepAC("MlpPolicy", "CartPole-v1", device=device, seed=0).learn(50)
-        assert model.device.type in ("cpu", "cuda")
+@pytest.mark.parametrize("device", ["cpu", "auto"])
+def test_device_cpu_and_auto(device: str) -> None:
+    model = OneStepAC("MlpPolicy", "CartPole-v1", device=device, seed=0).learn(50)
+    assert model.device == get_device(device)
+    tensors = [*model.policy.parameters(), *model.policy.buffers(), model._actor_traces.traces, model._critic_traces.traces]
+    assert all(t.device.type == model.device.type for t in tensors)
+    assert model._backend.name == ("numpy" if model.device.type == "cpu" else "torch")
 
 
 def test_learn_without_arguments_uses_the_documented_budget(monkeypatch) -> None:
