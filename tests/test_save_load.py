@@ -1,5 +1,9 @@
 """Saving and loading keep every piece of state: predictions are equal and resumed training is the same run."""
 
+import base64
+import json
+import zipfile
+
 import numpy as np
 import pytest
 import torch as th
@@ -147,9 +151,11 @@ def test_policy_alone_round_trip(tmp_path) -> None:
     model.policy.save(tmp_path / "policy.pth")
     policy = StreamingActorCriticPolicy.load(tmp_path / "policy.pth")
     assert policy.sparsity == 0.5 and policy.layer_norm
+    assert all(th.equal(a, b) for a, b in zip(policy.state_dict().values(), model.policy.state_dict().values(), strict=True))
     obs = th.randn(5, 4)
     with th.no_grad():
-        assert th.equal(policy.predict_values(obs), model.policy.predict_values(obs))
+        # Equal up to rounding: the model's parameters are views of one vector, the loaded policy's are not.
+        assert th.allclose(policy.predict_values(obs), model.policy.predict_values(obs), rtol=1e-6, atol=1e-6)
 
 
 def test_same_seed_same_run_and_different_seed_different_run() -> None:
@@ -159,7 +165,8 @@ def test_same_seed_same_run_and_different_seed_different_run() -> None:
 
 
 def test_set_env_starts_new_episodes_with_fresh_traces(monkeypatch) -> None:
-    model = OneStepAC("MlpPolicy", "CartPole-v1", seed=0).learn(100)
+    model = OneStepAC("MlpPolicy", "CartPole-v1", seed=1).learn(100)
+    assert not model._last_episode_starts[0]  # mid-episode: the traces hold something
     assert th.count_nonzero(model._actor_traces.traces) > 0
     model.set_env(make_vec_env("CartPole-v1", n_envs=1, seed=9))
     assert model._last_obs is None
@@ -169,3 +176,31 @@ def test_set_env_starts_new_episodes_with_fresh_traces(monkeypatch) -> None:
     model.learn(50, reset_num_timesteps=False)
     assert reset_calls == [1]
     assert model.num_timesteps == 150
+
+
+@pytest.mark.parametrize("config", ["traces-fast-path", "n-step-windows", "adam-optimizer"])
+def test_saved_online_state_is_plain_data(config: str, tmp_path) -> None:
+    model = _make(CONFIGS[config])
+    model.learn(300)
+    model.save(tmp_path / "model")
+    with zipfile.ZipFile(tmp_path / "model.zip") as archive:
+        data = json.loads(archive.read("data"))
+    pickled = base64.b64decode(data["_online_state"][":serialized:"])
+    assert b"sb3_ac_plus" not in pickled  # arrays, numbers and lists only: no class of this package
+    for name in ("_actor_traces", "_reward_scaler", "_windows", "_generator"):
+        assert name not in data
+
+
+def test_learning_and_resuming_leave_torch_global_generator_alone(tmp_path) -> None:
+    for fast in (True, False):
+        model = OneStepAC("MlpPolicy", "Pendulum-v1", seed=0)
+        model._use_fast_path = fast
+        th.manual_seed(123)
+        model.learn(100)
+        assert th.equal(th.rand(3), th.manual_seed(123) and th.rand(3))  # the model samples with its own generator
+        model.save(tmp_path / "model")
+        resumed = OneStepAC.load(tmp_path / "model", env=model.get_env(), force_reset=False)
+        resumed._use_fast_path = fast
+        th.manual_seed(7)
+        resumed.learn(100, reset_num_timesteps=False)
+        assert th.equal(th.rand(3), th.manual_seed(7) and th.rand(3))

@@ -178,25 +178,26 @@ class NumpyActorCritic:
         self.n_params = n_params
         self._grads: np.ndarray | None = None
 
-    def act(self, obs: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+    def act(self, obs: np.ndarray, generator: th.Generator | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         """
-        Sample actions (with torch's random generator, like the torch path) and keep what the update needs.
+        Sample actions (with a torch generator, drawing what the torch backend draws) and keep what the update needs.
 
         :param obs: normalised observations ``(n_envs, obs_dim)``, float32
+        :param generator: the random generator (None: torch's global one)
         :return: the actions and the actor's forward state
         """
         out, cache = self.actor.forward(obs)
         state: dict[str, Any] = {"cache": cache}
         if self.gaussian:
             std = np.exp(self.log_std)
-            noise = th.randn(out.shape).numpy()
+            noise = th.randn(out.shape, generator=generator).numpy()
             actions = out + std * noise
             state.update(mean=out, std=std, noise=noise)
             return actions.astype(np.float32), state
         logits = out - out.max(axis=-1, keepdims=True)
         log_probs = logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
         probs = np.exp(log_probs)
-        uniform = th.rand((probs.shape[0], 1)).numpy()
+        uniform = th.rand((probs.shape[0], 1), generator=generator).numpy()
         actions = np.minimum((probs.cumsum(axis=-1) < uniform).sum(axis=-1), probs.shape[-1] - 1)
         state.update(log_probs=log_probs, probs=probs, actions=actions)
         return actions, state
@@ -264,13 +265,20 @@ class NumpyBackend:
     :param trained_params: the parameters in the order of ``flat_params``
     :param flat_params: the flat parameter vector
     :param n_actor: length of the actor's part
+    :param generator: the random generator that samples the actions
     """
 
     name = "numpy"
 
     def __init__(
-        self, policy: ActorCriticPolicy, trained_params: Sequence[th.Tensor], flat_params: th.Tensor, n_actor: int
+        self,
+        policy: ActorCriticPolicy,
+        trained_params: Sequence[th.Tensor],
+        flat_params: th.Tensor,
+        n_actor: int,
+        generator: th.Generator | None = None,
     ) -> None:
+        self.generator = generator
         offsets, offset = {}, 0
         for param in trained_params:
             offsets[id(param)] = offset
@@ -289,7 +297,7 @@ class NumpyBackend:
         return self.stats.normalize_numpy(raw_obs)
 
     def act(self, obs: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
-        return self.networks.act(obs)
+        return self.networks.act(obs, self.generator)
 
     def values(self, obs: np.ndarray, next_obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, ForwardCache]:
         n_rows = obs.shape[0]

@@ -12,7 +12,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
-from stable_baselines3.common.utils import FloatSchedule
+from stable_baselines3.common.utils import FloatSchedule, obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_ac_plus.one_step_ac.backend import ActorCriticBackend
@@ -214,15 +214,15 @@ class OneStepAC(OnPolicyAlgorithm):
         self.clip_obs = clip_obs
         if env is not None:
             check_spaces(self.observation_space, self.action_space)
+        self._loading = not _init_setup_model  # BaseAlgorithm.load fills in the saved data, then calls _setup_model
         if _init_setup_model:
             self._setup_model()
 
     # ------------------------------------------------------------------ setup
 
     def _setup_model(self) -> None:
-        # Every saved model holds the episode state's env count (an int); a new model gets it below.
-        loaded = "_episode_n_envs" in self.__dict__
-        if "_obs_normalizer" in self.__dict__ or (loaded and getattr(self, "_save_format", None) != SAVE_FORMAT):
+        online_state = self.__dict__.pop("_online_state", None)  # only a saved model has it
+        if self._loading and (online_state is None or getattr(self, "_save_format", None) != SAVE_FORMAT):
             raise ValueError(
                 "OneStepAC.load: this model was saved by an older sb3-ac-plus, before the observation normaliser "
                 "became part of the policy, and this version cannot load it; train it again"
@@ -238,20 +238,20 @@ class OneStepAC(OnPolicyAlgorithm):
         )
         self.policy = self.policy.to(self.device)
         check_online_modules(self.policy)
+        # The model's own generator samples the actions, so that saving and loading never touch torch's global one.
+        self._generator = th.Generator(device=self.device)
+        self._generator.manual_seed(self.seed if self.seed is not None else int(th.randint(2**62, ())))
         self._split_parameters()
         if self.update_rule == "optimizer":
             self._build_optimizer()
 
-        # Online state, kept across learn() calls and saved with the model. A loaded model already has it.
-        if not loaded:
-            self._reward_scaler = RewardScaler(self.n_envs, self.gamma) if self.normalize_rewards else None
-            self._n_updates = 0
-            self._reset_episode_state()
-        saved_rng_state = getattr(self, "_torch_rng_state", None)
-        if saved_rng_state is not None:
-            # Resuming from a saved model continues the exact sampling sequence of the saved run.
-            th.set_rng_state(saved_rng_state)
-        self._torch_rng_state: th.Tensor | None = None
+        # Online state, kept across learn() calls and saved with the model.
+        self._reward_scaler = RewardScaler(self.n_envs, self.gamma) if self.normalize_rewards else None
+        self._n_updates = 0
+        self._reset_episode_state()
+        if online_state is not None:
+            self._restore_online_state(online_state)
+        self._loading = False
         self._backend: ActorCriticBackend | None = None
         self._obs_input: Any = None  # the backend's input for the current observations
         self._use_fast_path = True  # tests switch it off to check the torch backend
@@ -335,7 +335,12 @@ class OneStepAC(OnPolicyAlgorithm):
     def _setup_backend(self) -> None:
         """The NumPy backend where it computes this configuration (see the class docstring), else the torch one."""
         self._backend = TorchBackend(
-            self.policy, self._actor_params, self._critic_params, self._flat_params, entropy_bonus=self.ent_coef > 0.0
+            self.policy,
+            self._actor_params,
+            self._critic_params,
+            self._flat_params,
+            entropy_bonus=self.ent_coef > 0.0,
+            generator=self._generator,
         )
         if (
             self._use_fast_path
@@ -344,11 +349,21 @@ class OneStepAC(OnPolicyAlgorithm):
             and not self._shares_parameters
             and supports_fast_path(self.policy, self.observation_space, self.device)
         ):
-            self._backend = NumpyBackend(self.policy, self._trained_params, self._flat_params, self._flat_actor.numel())
+            self._backend = NumpyBackend(
+                self.policy, self._trained_params, self._flat_params, self._flat_actor.numel(), self._generator
+            )
 
     def _excluded_save_params(self) -> list[str]:
         return [
             *super()._excluded_save_params(),
+            "_loading",
+            "_generator",
+            "_actor_traces",
+            "_critic_traces",
+            "_reward_scaler",
+            "_windows",
+            "_n_updates",
+            "_episode_n_envs",
             "_actor_params",
             "_critic_params",
             "_trained_params",
@@ -366,12 +381,44 @@ class OneStepAC(OnPolicyAlgorithm):
         return ["policy"], []
 
     def save(self, *args: Any, **kwargs: Any) -> None:
-        """Save the model, including its online state (traces, normalisers, n-step windows and the RNG state)."""
-        self._torch_rng_state = th.get_rng_state()
+        """Save the model, with its online state (traces, reward scaler, n-step windows, sampling generator)."""
+        self._online_state = self._online_state_arrays()
         try:
             super().save(*args, **kwargs)
         finally:
-            self._torch_rng_state = None
+            del self._online_state
+
+    def _online_state_arrays(self) -> dict[str, Any]:
+        """The online state as plain NumPy arrays, numbers and lists (nothing tied to this package's classes)."""
+        state: dict[str, Any] = {
+            "n_updates": self._n_updates,
+            "episode_n_envs": self._episode_n_envs,
+            "generator": self._generator.get_state().numpy(),
+        }
+        if self._actor_traces is not None and self._critic_traces is not None:
+            state["traces"] = (self._actor_traces.traces.cpu().numpy(), self._critic_traces.traces.cpu().numpy())
+        if self._reward_scaler is not None:
+            state["reward_scaler"] = self._reward_scaler.state()
+        if self._windows is not None:
+            state["windows"] = [
+                [(_to_numpy(obs), _to_numpy(action), reward) for obs, action, reward in window] for window in self._windows
+            ]
+        return state
+
+    def _restore_online_state(self, state: dict[str, Any]) -> None:
+        self._n_updates = state["n_updates"]
+        self._episode_n_envs = state["episode_n_envs"]
+        self._generator.set_state(th.from_numpy(state["generator"]))
+        if "traces" in state:
+            self._actor_traces = EligibilityTraces.from_array(state["traces"][0], self.device)
+            self._critic_traces = EligibilityTraces.from_array(state["traces"][1], self.device)
+        if "reward_scaler" in state and self._reward_scaler is not None:
+            self._reward_scaler.restore(state["reward_scaler"])
+        if "windows" in state:
+            self._windows = [deque(self._window_entry(*entry) for entry in window) for window in state["windows"]]
+
+    def _window_entry(self, obs: Any, action: np.ndarray, reward: float) -> tuple[Any, th.Tensor, float]:
+        return obs_as_tensor(obs, self.device), th.as_tensor(action, device=self.device), reward  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------ acting
 
@@ -764,3 +811,9 @@ class OneStepAC(OnPolicyAlgorithm):
         self.logger.record("train/critic_learning_rate", self.critic_lr_schedule(self._current_progress_remaining))
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         self._reset_log_stats()
+
+
+def _to_numpy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _to_numpy(item) for key, item in value.items()}
+    return value.cpu().numpy() if isinstance(value, th.Tensor) else value

@@ -54,6 +54,22 @@ class RewardScaler:
         self.stats.mean, self.stats.var, self.stats.count = scaled.mean, scaled.var, scaled.n_seen
         self.returns = np.where(dones, 0.0, scaled.returns)
 
+    def state(self) -> dict[str, np.ndarray | float]:
+        """:return: the scaler's state as plain arrays and numbers (for saving)"""
+        return {
+            "returns": self.returns.copy(),
+            "mean": self.stats.mean.copy(),
+            "var": self.stats.var.copy(),
+            "count": self.stats.count,
+        }
+
+    def restore(self, state: dict[str, np.ndarray | float]) -> None:
+        """:param state: what :meth:`state` returned"""
+        self.returns = np.array(state["returns"], dtype=np.float64)
+        self.stats.mean = np.array(state["mean"], dtype=np.float64)
+        self.stats.var = np.array(state["var"], dtype=np.float64)
+        self.stats.count = float(state["count"])
+
     def reset(self, n_envs: int) -> None:
         """Forget the per-env returns (after a reset of the environments), keeping the statistics."""
         self.returns = np.zeros(n_envs, dtype=np.float64)

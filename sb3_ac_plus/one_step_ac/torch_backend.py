@@ -6,7 +6,7 @@ from typing import Any, NamedTuple
 
 import torch as th
 from stable_baselines3.common.utils import obs_as_tensor
-from stable_baselines3.common.distributions import CategoricalDistribution, DiagGaussianDistribution
+from stable_baselines3.common.distributions import CategoricalDistribution, DiagGaussianDistribution, Distribution
 from stable_baselines3.common.policies import ActorCriticPolicy
 
 from sb3_ac_plus.one_step_ac.flat_parameters import flat_gradients
@@ -22,7 +22,10 @@ class ActorOutputs(NamedTuple):
 
 
 def actor_outputs(
-    policy: ActorCriticPolicy, obs: th.Tensor | dict[str, th.Tensor], actions: th.Tensor | None = None
+    policy: ActorCriticPolicy,
+    obs: th.Tensor | dict[str, th.Tensor],
+    actions: th.Tensor | None = None,
+    generator: th.Generator | None = None,
 ) -> ActorOutputs:
     """
     Actions (sampled when not given), their log-probabilities and the policy's entropy, each of shape ``(batch,)``
@@ -33,6 +36,7 @@ def actor_outputs(
     :param policy: an SB3 actor-critic policy
     :param obs: raw observation tensors (as ``obs_as_tensor`` gives them; the policy normalises them if it has a normaliser)
     :param actions: actions to evaluate; None samples them (without gradient)
+    :param generator: the random generator that samples the actions (None: torch's global one)
     :return: the outputs, with gradients where they depend on the parameters
     """
     features = super(ActorCriticPolicy, policy).extract_features(
@@ -46,8 +50,7 @@ def actor_outputs(
         probs = log_probs.exp()
         if actions is None:
             # Inverse-CDF sampling: cheaper than torch.multinomial for one row.
-            uniform = th.rand((probs.shape[0], 1), device=probs.device)
-            actions = (probs.detach().cumsum(dim=-1) < uniform).sum(dim=-1).clamp_(max=probs.shape[-1] - 1)
+            actions = _inverse_cdf_sample(probs.detach(), generator)
         log_prob = log_probs.gather(1, actions.long().unsqueeze(1)).squeeze(1)
         entropy = -(probs * log_probs).sum(dim=-1)
         return ActorOutputs(actions, log_prob, entropy)
@@ -56,14 +59,33 @@ def actor_outputs(
         log_std = policy.log_std
         std = log_std.exp()
         if actions is None:
-            actions = (mean + std * th.randn_like(mean)).detach()
+            actions = (mean + std * th.randn(mean.shape, generator=generator, device=mean.device)).detach()
         log_prob = (-0.5 * ((actions - mean) / std) ** 2 - log_std - _HALF_LOG_2PI).sum(dim=-1)
         entropy = (0.5 + _HALF_LOG_2PI + log_std).sum().expand(mean.shape[0])
         return ActorOutputs(actions, log_prob, entropy)
     dist = policy._get_action_dist_from_latent(latent_pi)
     if actions is None:
-        actions = dist.get_actions().detach()
+        actions = _sample(dist, generator)
     return ActorOutputs(actions, dist.log_prob(actions), dist.entropy())
+
+
+def _inverse_cdf_sample(probs: th.Tensor, generator: th.Generator | None) -> th.Tensor:
+    """Categorical samples by inverse CDF (cheaper than ``torch.multinomial`` for one row)."""
+    uniform = th.rand((probs.shape[0], 1), generator=generator, device=probs.device)
+    return (probs.cumsum(dim=-1) < uniform).sum(dim=-1).clamp_(max=probs.shape[-1] - 1)
+
+
+def _sample(dist: Distribution, generator: th.Generator | None) -> th.Tensor:
+    """Actions from an SB3 distribution, drawn with ``generator`` for the distributions OneStepAC supports."""
+    inner = dist.distribution
+    with th.no_grad():
+        if isinstance(inner, th.distributions.Normal):
+            return inner.mean + inner.stddev * th.randn(inner.mean.shape, generator=generator, device=inner.mean.device)
+        if isinstance(inner, th.distributions.Bernoulli):
+            return (th.rand(inner.probs.shape, generator=generator, device=inner.probs.device) < inner.probs).float()
+        if isinstance(inner, list) and all(isinstance(d, th.distributions.Categorical) for d in inner):
+            return th.stack([_inverse_cdf_sample(d.probs, generator) for d in inner], dim=1)  # type: ignore[attr-defined]
+    return dist.get_actions().detach()  # any other distribution: torch's global generator
 
 
 def normalized_observations(
@@ -96,6 +118,7 @@ class TorchBackend:
     :param critic_params: those the critic's output depends on (shared, then critic only)
     :param flat_params: the flat parameter vector ``[actor only | shared | critic only]`` the parameters are views of
     :param entropy_bonus: whether the actor objective has an entropy term
+    :param generator: the random generator that samples the actions
     """
 
     name = "torch"
@@ -107,8 +130,10 @@ class TorchBackend:
         critic_params: Sequence[th.Tensor],
         flat_params: th.Tensor,
         entropy_bonus: bool,
+        generator: th.Generator | None = None,
     ) -> None:
         self.policy = policy
+        self.generator = generator
         self._actor_params, self._critic_params = actor_params, critic_params
         critic_ids = {id(p) for p in critic_params}
         self._shares_parameters = any(id(p) in critic_ids for p in actor_params)
@@ -123,7 +148,7 @@ class TorchBackend:
         return obs_as_tensor(raw_obs, self.policy.device)
 
     def act(self, obs: th.Tensor | dict[str, th.Tensor]) -> tuple[th.Tensor, ActorOutputs]:
-        outputs = actor_outputs(self.policy, obs)
+        outputs = actor_outputs(self.policy, obs, generator=self.generator)
         return outputs.actions, outputs
 
     def values(self, obs: Any, next_obs: Any) -> tuple[th.Tensor, th.Tensor, th.Tensor]:

@@ -30,16 +30,16 @@ class EligibilityTraces:
         self._buffers = [th.zeros((n_envs, n_params), device=device), th.zeros((n_envs, n_params), device=device)]
         self._make_views()
 
+    @classmethod
+    def from_array(cls, traces: np.ndarray, device: th.device | str = "cpu") -> "EligibilityTraces":
+        """:return: traces holding a copy of ``traces`` ``(n_envs, n_params)`` (a saved model's)"""
+        restored = cls(traces.shape[1], traces.shape[0], device)
+        restored.traces.copy_(th.as_tensor(traces))
+        return restored
+
     def _make_views(self) -> None:
         # NumPy views of the same memory, for the NumPy fast path (CPU only).
         self._views = [b.numpy() if b.device.type == "cpu" else None for b in self._buffers]
-
-    def __getstate__(self) -> dict:
-        return {"traces": self._buffers[0]}
-
-    def __setstate__(self, state: dict) -> None:
-        self._buffers = [state["traces"], th.zeros_like(state["traces"])]
-        self._make_views()
 
     @property
     def traces(self) -> th.Tensor:
