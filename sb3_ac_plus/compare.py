@@ -1,4 +1,4 @@
-"""Compare algorithms on one env, each with its hyperparameters from zoo_configs/, over several seeds.
+"""Compare algorithms on one env, each with its hyperparameters from sb3_ac_plus/zoo_configs/, over several seeds.
 
     python -m sb3_ac_plus.compare --env CartPole-v1 --algos one_step_ac a2c ppo --seeds 5 --budget 30000
 
@@ -176,7 +176,9 @@ def build_parser(algos: Sequence[str]) -> argparse.ArgumentParser:
     parser.add_argument(
         "--workers", type=int, default=2, help="parallel worker processes; 1 runs in this process (default: 2)"
     )
-    parser.add_argument("--config-dir", type=Path, default=None, help="folder of <algo>.yml configs (default: zoo_configs/)")
+    parser.add_argument(
+        "--config-dir", type=Path, default=None, help="folder of <algo>.yml configs (default: sb3_ac_plus/zoo_configs/)"
+    )
     parser.add_argument("--output-dir", type=Path, default=None, help="default: results/compare/<env>/")
     parser.add_argument("--overwrite", action="store_true", help="write into --output-dir even if it holds results")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")

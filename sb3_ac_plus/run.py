@@ -119,7 +119,9 @@ def build_parser(algos: Sequence[str]) -> argparse.ArgumentParser:
         sub.add_argument("--env", required=True, help="Gymnasium env id, e.g. CartPole-v1")
         sub.add_argument("--steps", type=int, default=None, help="env steps to train (default: the config's n_timesteps)")
         sub.add_argument("--seed", type=int, default=0)
-        sub.add_argument("--config-dir", type=Path, default=None, help="folder of <algo>.yml configs (default: zoo_configs/)")
+        sub.add_argument(
+            "--config-dir", type=Path, default=None, help="folder of <algo>.yml configs (default: sb3_ac_plus/zoo_configs/)"
+        )
 
     sub = commands.add_parser("train", help="train from the zoo config and save the model and its evaluations")
     algo_env(sub)

@@ -27,7 +27,8 @@ from tuning.zoo_format import format_policy_kwargs, format_zoo_block, parse_poli
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "tuning" / "optimize.py"
-POSTGRES_URL = os.environ.get("TUNING_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
+# The URL form the README documents (postgresql://, which SQLAlchemy serves with psycopg 3).
+POSTGRES_URL = os.environ.get("TUNING_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 JOURNAL = "optuna_journal.log"
 
 # A trial of about a second: A2C on CartPole, 2 seeds x 600 steps, 2 evaluations of 2 episodes.
@@ -120,6 +121,7 @@ def test_zoo_block_keeps_types() -> None:
         (["--max-total-trials", "many"], "--max-total-trials", ">= 1"),
         (["--storage", "postgres://u@h/db"], "--storage", "postgresql://"),
         (["--storage", "postgresql://"], "--storage", "host and a database"),
+        (["--storage", "postgresql+psycopg2://u@h/db"], "--storage", "psycopg2"),
         (["--storage", "results"], "--storage", ".journal"),
         (["--sampler", "cmaes"], "--sampler", "tpe"),
         (["--pruner", "patient"], "--pruner", "hyperband"),
@@ -212,6 +214,46 @@ def test_diverging_trial_is_recorded_and_the_study_goes_on(tmp_path: Path, capsy
     assert "1 of the pruned diverged" in capsys.readouterr().out
 
 
+def test_a_bug_fails_its_trial_with_the_traceback_and_is_not_pruned(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tuning.objective
+
+    calls = []
+    real_evaluate = tuning.objective.evaluate_policy
+
+    def evaluate_with_a_bug(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:  # the first trial's first evaluation hits a bug (a shape error, say)
+            raise ValueError("operands could not be broadcast together with shapes (2,) (3,)")
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(tuning.objective, "evaluate_policy", evaluate_with_a_bug)
+    assert main([*TINY, "--algo", "a2c", "--n-trials", "2", "--output-dir", str(tmp_path)]) == 0
+    study = journal_study(tmp_path, "a2c-CartPole-v1")
+    failed, healthy = study.get_trials()
+    assert failed.state == TrialState.FAIL and "pruned_by" not in failed.user_attrs
+    reason = failed.user_attrs["fail_reason"]
+    assert reason.startswith("Traceback") and "ValueError: operands could not be broadcast" in reason
+    assert healthy.state == TrialState.COMPLETE  # the study went on
+    out = capsys.readouterr().out
+    assert "1 complete, 1 fail)" in out and "trial 0 failed: Traceback" in out
+
+
+def test_only_divergence_is_pruned() -> None:
+    import torch as th
+
+    from sb3_ac_plus import NonFiniteError
+    from tuning.objective import is_divergence
+
+    with pytest.raises(ValueError) as invalid:
+        th.distributions.Normal(th.tensor([float("nan")]), th.tensor([1.0]), validate_args=True)
+    assert is_divergence(invalid.value)
+    assert is_divergence(NonFiniteError("non-finite TD error")) and is_divergence(OverflowError())
+    for bug in (ValueError("operands could not be broadcast"), RuntimeError("mat1 and mat2 shapes"), AssertionError()):
+        assert not is_divergence(bug)
+
+
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_only_diverging_trials_leave_no_best(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # OneStepAC's plain SGD rule with step sizes of 1e6 makes the TD error non-finite within a few dozen steps
@@ -278,16 +320,16 @@ def test_sigkill_then_resume_on_the_embedded_storage(tmp_path: Path) -> None:
 @pytest.fixture
 def postgres_study() -> Iterator[tuple[str, str]]:
     """A fresh study name on the PostgreSQL server; fails under CI when the server is down, skips elsewhere."""
-    import psycopg2
+    import psycopg
     from sqlalchemy.engine import make_url
 
     url = POSTGRES_URL
     parts = make_url(url)
     try:
-        psycopg2.connect(
+        psycopg.connect(
             host=parts.host, port=parts.port or 5432, user=parts.username, dbname=parts.database, connect_timeout=3
         ).close()
-    except psycopg2.OperationalError as error:
+    except psycopg.OperationalError as error:
         message = f"PostgreSQL at {url} is unreachable: {error}"
         if os.environ.get("CI"):
             pytest.fail(message)

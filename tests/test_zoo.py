@@ -18,7 +18,7 @@ from sb3_ac_plus.zoo import ALGOS, load_hyperparameters, make_model_and_env, par
 from sb3_ac_plus.zoo.config import DEFAULT_CONFIG_DIR
 
 REPO = Path(__file__).resolve().parent.parent
-CONFIG_DIR = REPO / "zoo_configs"
+CONFIG_DIR = REPO / "sb3_ac_plus" / "zoo_configs"
 ENV_IDS = ["CartPole-v1", "Acrobot-v1", "LunarLander-v3", "Pendulum-v1", "MountainCarContinuous-v0"]
 try:
     import Box2D  # noqa: F401
@@ -49,8 +49,10 @@ def write_config(tmp_path: Path, algo: str, text: str) -> Path:
     return tmp_path
 
 
-def test_default_config_dir_is_the_repository_folder() -> None:
-    assert DEFAULT_CONFIG_DIR == CONFIG_DIR
+def test_default_config_dir_is_the_package_folder() -> None:
+    import sb3_ac_plus
+
+    assert DEFAULT_CONFIG_DIR == CONFIG_DIR == Path(sb3_ac_plus.__file__).parent / "zoo_configs"
     assert load_hyperparameters("ppo", "CartPole-v1") == load_hyperparameters("ppo", "CartPole-v1", CONFIG_DIR)
     assert set(ALGOS) == {"one_step_ac", "a2c", "ppo"} and ALGOS["one_step_ac"] is OneStepAC
 

@@ -9,6 +9,8 @@ worker's single thread; parallelism comes from worker processes.
 from __future__ import annotations
 
 import math
+import re
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +24,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import VecEnv
 
+from sb3_ac_plus import NonFiniteError
 from tuning.algorithms import get_algorithm_class
 from tuning.search_spaces import sample_hyperparameters
 from tuning.zoo_format import to_yaml_ready
@@ -42,15 +45,23 @@ OBJECTIVE_DESCRIPTIONS = {
 # Trials in these states count towards --max-total-trials (as in rl-zoo); a failed trial frees its place.
 COUNTED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 
-# Errors that mean "these hyperparameters blow up" when raised while training or evaluating: NaN checks of the
-# algorithm (ValueError, RuntimeError), SB3/torch distribution checks (ValueError, AssertionError), float overflow.
-DIVERGENCE_ERRORS: tuple[type[BaseException], ...] = (
-    ValueError,
-    RuntimeError,
-    AssertionError,
-    FloatingPointError,
-    OverflowError,
-)
+# Errors that mean "these hyperparameters blow up" when raised while training or evaluating: OneStepAC's check of
+# every step, ours of the parameters, float overflow. Anything else is a bug: the trial fails with its traceback.
+DIVERGENCE_ERRORS: tuple[type[BaseException], ...] = (NonFiniteError, FloatingPointError, OverflowError)
+# torch.distributions' argument check, which A2C and PPO reach with NaN logits or means ("Expected parameter loc
+# (Tensor of shape ...) of distribution Normal(...) to satisfy the constraint Real(), but found invalid values").
+_INVALID_DISTRIBUTION = re.compile(r"^Expected parameter \w+ .* but found invalid values", re.DOTALL)
+_MAX_TRACEBACK_LENGTH = 4000
+
+
+def is_divergence(error: BaseException) -> bool:
+    """
+    :return: whether ``error`` means that training diverged (NaN or infinite values), rather than a bug
+    """
+    if isinstance(error, (*DIVERGENCE_ERRORS, Diverged)):
+        return True
+    return isinstance(error, ValueError) and _INVALID_DISTRIBUTION.match(str(error)) is not None
+
 
 # Eval envs are seeded away from the training envs so that evaluation episodes are not replays of training ones.
 EVAL_SEED_OFFSET = 10_000
@@ -108,6 +119,12 @@ class TrialSettings:
 def _short(error: BaseException) -> str:
     text = f"{type(error).__name__}: {error}"
     return text if len(text) <= _MAX_REASON_LENGTH else text[: _MAX_REASON_LENGTH - 3] + "..."
+
+
+def _traceback_text() -> str:
+    """The traceback of the exception being handled, its end kept when it is long."""
+    text = traceback.format_exc()
+    return text if len(text) <= _MAX_TRACEBACK_LENGTH else "..." + text[-_MAX_TRACEBACK_LENGTH + 3 :]
 
 
 def _check_finite(model: BaseAlgorithm) -> None:
@@ -200,7 +217,11 @@ class Objective:
                         score = float(np.mean(returns))
                         if not math.isfinite(score):
                             raise Diverged(f"non-finite evaluation return {score}")
-                    except DIVERGENCE_ERRORS as error:
+                    except Exception as error:
+                        if not is_divergence(error):
+                            trial.set_user_attr("fail_reason", _traceback_text())
+                            record_steps()
+                            raise
                         reason = f"diverged at step {model.num_timesteps} of seed {model.seed}: {_short(error)}"
                         trial.set_user_attr("pruned_by", "divergence")
                         trial.set_user_attr("fail_reason", reason)

@@ -2,7 +2,8 @@
 
 - No ``--storage``: an Optuna journal file in the study's output folder. Each write is one appended, fsync'ed line
   under a file lock, so the file survives crashes and is shared safely by the worker processes of one machine.
-- ``sqlite:///file.db``, ``postgresql://user@host/db`` (or ``postgresql+psycopg2://``), ``mysql+pymysql://...``:
+- ``sqlite:///file.db``, ``postgresql://user@host/db`` (psycopg 3, installed with the ``tuning`` extra),
+  ``mysql+pymysql://...``:
   an Optuna RDB storage. Server storages are how several machines share one study.
 - A path ending in ``.log`` or ``.journal``: that journal file.
 
@@ -14,6 +15,8 @@ host fails the RUNNING trials whose process is gone (:func:`fail_dead_local_tria
 """
 
 from __future__ import annotations
+
+import importlib.util
 
 import os
 import socket
@@ -77,7 +80,7 @@ def check_storage_argument(value: str) -> str:
     :raises ValueError: with a message saying what is accepted
     """
     accepted = (
-        "use sqlite:///path.db, postgresql://user@host[:port]/database (or postgresql+psycopg2://...), "
+        "use sqlite:///path.db, postgresql://user@host[:port]/database, "
         "mysql+pymysql://user@host/database, or a journal file path ending in .log or .journal"
     )
     if "://" not in value:
@@ -96,6 +99,12 @@ def check_storage_argument(value: str) -> str:
         raise ValueError(f"{value!r} is an in-memory database, which workers cannot share nor resume; {accepted}")
     if backend in SERVER_BACKENDS and (not url.host or not url.database):
         raise ValueError(f"{value!r} needs a host and a database name; {accepted}")
+    if backend == "postgresql":
+        # SQLAlchemy 2.1 reads postgresql:// as postgresql+psycopg (psycopg 3); psycopg2 must be asked for by name.
+        module = "psycopg2" if url.get_driver_name() == "psycopg2" else "psycopg"
+        if importlib.util.find_spec(module) is None:
+            package = "psycopg2-binary" if module == "psycopg2" else "psycopg[binary] (pip install -e '.[tuning]')"
+            raise ValueError(f"{value!r} needs the {module} driver: install {package}, or use postgresql://")
     return value
 
 

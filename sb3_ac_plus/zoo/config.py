@@ -31,9 +31,8 @@ from stable_baselines3.common.vec_env import VecNormalize
 from sb3_ac_plus.zoo.algorithms import ALGOS, constructor_parameters, get_algorithm_class
 from sb3_ac_plus.zoo.policy_kwargs import parse_dict_literal, parse_policy_kwargs
 
-# The repository's zoo_configs/ folder, found from the package's own location: this works for an editable install
-# (pip install -e .); an installed wheel has no such folder and its users pass config_dir.
-DEFAULT_CONFIG_DIR = Path(__file__).resolve().parents[2] / "zoo_configs"
+# The tuned configs ship inside the package (sb3_ac_plus/zoo_configs/), so every install finds them.
+DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent.parent / "zoo_configs"
 
 EXPERIMENT_KEYS = ("n_envs", "n_timesteps", "policy", "normalize", "frame_stack", "env_kwargs")
 # rl-zoo keys that name Python objects to import or evaluate: refused rather than run.
@@ -220,17 +219,12 @@ def config_path(algo: str, config_dir: str | Path | None = None) -> Path:
     """The YAML file of an algorithm, ``<config_dir>/<algo>.yml``.
 
     :param algo: the algorithm's name
-    :param config_dir: the folder; defaults to the repository's ``zoo_configs/`` (editable installs only)
+    :param config_dir: the folder; defaults to the package's ``sb3_ac_plus/zoo_configs/``
     :return: the path
     :raises ValueError: when the algorithm is unknown or its file is missing
     """
     get_algorithm_class(algo)
     folder = DEFAULT_CONFIG_DIR if config_dir is None else Path(config_dir)
-    if config_dir is None and not folder.is_dir():
-        raise ValueError(
-            f"no zoo_configs/ folder at {folder}: the package is not an editable install; pass config_dir= "
-            "(the folder holding one_step_ac.yml, a2c.yml, ppo.yml)"
-        )
     path = folder / f"{algo}.yml"
     if not path.is_file():
         found = sorted(p.stem for p in folder.glob("*.yml")) if folder.is_dir() else []
@@ -243,7 +237,7 @@ def load_hyperparameters(algo: str, env_id: str, config_dir: str | Path | None =
 
     :param algo: the algorithm's name, a key of :data:`~sb3_ac_plus.zoo.algorithms.ALGOS`
     :param env_id: the Gymnasium id
-    :param config_dir: the folder of the YAML files; defaults to the repository's ``zoo_configs/``
+    :param config_dir: the folder of the YAML files; defaults to the package's ``sb3_ac_plus/zoo_configs/``
     :return: the block (a new dict)
     :raises ValueError: for an unknown algorithm or env id, listing the known ones
     """

@@ -4,7 +4,8 @@ rl_zoo3 looks algorithms up in two module-level tables, ``rl_zoo3.utils.ALGOS`` 
 ``rl_zoo3.hyperparams_opt.HYPERPARAMS_SAMPLER``; :func:`register` adds ``one_step_ac`` to both. rl_zoo3's own
 command line then accepts ``--algo one_step_ac``; this module's ``main`` registers first and runs it::
 
-    python -m sb3_ac_plus.zoo.rl_zoo3_plugin --algo one_step_ac --env CartPole-v1 --conf-file zoo_configs/one_step_ac.yml
+    python -m sb3_ac_plus.zoo.rl_zoo3_plugin --algo one_step_ac --env CartPole-v1 \
+        --conf-file sb3_ac_plus/zoo_configs/one_step_ac.yml
     python -m sb3_ac_plus.zoo.rl_zoo3_plugin --algo one_step_ac --env Acrobot-v1 -optimize --n-trials 20 -n 50000
 
 rl_zoo3 reads ``policy_kwargs`` strings with ``eval``: through rl_zoo3, use only config files you trust. The loader
