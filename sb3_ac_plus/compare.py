@@ -29,6 +29,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from sb3_ac_plus.evaluation.plots import plot_learning_curves
+from sb3_ac_plus.zoo.algorithms import DEFAULT_COMPARED
 from sb3_ac_plus.evaluation.statistics import iqm_with_ci, steps_to_threshold
 from sb3_ac_plus.evaluation.training import RunResult, train_and_evaluate
 
@@ -163,7 +164,14 @@ def build_parser(algos: Sequence[str]) -> argparse.ArgumentParser:
         prog="python -m sb3_ac_plus.compare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--env", default="CartPole-v1", help="Gymnasium env id (default: CartPole-v1)")
-    parser.add_argument("--algos", nargs="+", default=list(algos), choices=list(algos), help="algorithms to compare")
+    default = [algo for algo in algos if algo in DEFAULT_COMPARED] or list(algos)
+    parser.add_argument(
+        "--algos",
+        nargs="+",
+        default=default,
+        choices=list(algos),
+        help=f"algorithms to compare (default: {' '.join(default)}; trpo is sb3-contrib's TRPO)",
+    )
     parser.add_argument("--seeds", type=int, default=10, help="seeds per algorithm, 0..N-1 (default: 10)")
     parser.add_argument(
         "--budget",

@@ -22,6 +22,10 @@ def test_iqm_and_bootstrap_interval() -> None:
     assert lower <= point <= upper and scores.min() <= lower and upper <= scores.max()
     assert iqm_with_ci(scores) == iqm_with_ci(scores)  # seeded resampling: a summary is reproducible
     assert iqm_with_ci([7.0]) == (7.0, 7.0, 7.0)
+    assert iqm_with_ci([3.0, 3.0, 3.0]) == (3.0, 3.0, 3.0)  # nothing to resample
+    assert iqm_with_ci(scores, seed=1) != iqm_with_ci(scores, seed=0)
+    wide = iqm_with_ci(scores, confidence=0.99)
+    assert wide[1] <= lower and upper <= wide[2]
     assert steps_to_threshold([0, 300, 600], [10, 500, 20], 475) == 300
     assert steps_to_threshold([0, 300], [10, 20], 475) == math.inf
     assert math.isnan(steps_to_threshold([0, 300], [10, 20], None))
@@ -81,6 +85,27 @@ def test_comparison_writes_consistent_results_and_keeps_earlier_ones(tmp_path: P
 def test_seeds_run_in_parallel_workers(tmp_path: Path) -> None:
     main(["--env", "CartPole-v1", "--algos", "one_step_ac", "ppo", *TINY, "--workers", "2", "--output-dir", str(tmp_path)])
     check_outputs(tmp_path, ["one_step_ac", "ppo"], seeds=2)
+
+
+def test_comparison_with_sb3_contrib_trpo(tmp_path: Path) -> None:
+    from sb3_contrib import TRPO
+
+    from sb3_ac_plus.zoo import load_hyperparameters
+
+    assert load_hyperparameters("trpo", "CartPole-v1")["n_critic_updates"] == 20  # rl-zoo's block
+    argv = ["--env", "CartPole-v1", "--algos", "one_step_ac", "trpo", *TINY, "--workers", "1", "--output-dir", str(tmp_path)]
+    summary = main(argv)
+    check_outputs(tmp_path, ["one_step_ac", "trpo"], seeds=2)
+    assert set(summary) == {"one_step_ac", "trpo"}
+    result = train_and_evaluate("trpo", "CartPole-v1", seed=0, budget=600, eval_freq=600, eval_episodes=1)
+    assert result.total_steps == 600 and TRPO.__module__.startswith("sb3_contrib")
+
+
+def test_default_comparison_is_onestepac_a2c_ppo() -> None:
+    from sb3_ac_plus.compare import parse_args
+    from sb3_ac_plus.zoo import ALGOS
+
+    assert parse_args([], list(ALGOS)).algos == ["one_step_ac", "a2c", "ppo"]
 
 
 @pytest.mark.parametrize(

@@ -54,7 +54,7 @@ def test_default_config_dir_is_the_package_folder() -> None:
 
     assert DEFAULT_CONFIG_DIR == CONFIG_DIR == Path(sb3_ac_plus.__file__).parent / "zoo_configs"
     assert load_hyperparameters("ppo", "CartPole-v1") == load_hyperparameters("ppo", "CartPole-v1", CONFIG_DIR)
-    assert set(ALGOS) == {"one_step_ac", "a2c", "ppo"} and ALGOS["one_step_ac"] is OneStepAC
+    assert set(ALGOS) == {"one_step_ac", "a2c", "ppo", "trpo"} and ALGOS["one_step_ac"] is OneStepAC
 
 
 @pytest.mark.parametrize("algo", sorted(ALGOS))

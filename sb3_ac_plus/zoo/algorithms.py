@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import inspect
 
+from sb3_contrib import TRPO
 from stable_baselines3 import A2C, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 from sb3_ac_plus.one_step_ac import OneStepAC
 
-ALGOS: dict[str, type[BaseAlgorithm]] = {"one_step_ac": OneStepAC, "a2c": A2C, "ppo": PPO}
+ALGOS: dict[str, type[BaseAlgorithm]] = {"one_step_ac": OneStepAC, "a2c": A2C, "ppo": PPO, "trpo": TRPO}
+# What a comparison runs unless told otherwise (TRPO, from sb3-contrib, on request: --algos ... trpo).
+DEFAULT_COMPARED = ("one_step_ac", "a2c", "ppo")
 
 
 def get_algorithm_class(algo: str) -> type[BaseAlgorithm]:
