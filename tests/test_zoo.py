@@ -240,3 +240,22 @@ def test_rl_zoo3_sampler_is_the_tuning_search_space() -> None:
         ours = sample_one_step_ac_params(trial, 1, 1, {})
         assert set(trial.params) <= set(searched_names("one_step_ac"))
         assert ours == sample_hyperparameters(optuna.trial.FixedTrial(trial.params), "one_step_ac")
+
+
+@pytest.mark.slow
+def test_the_wheel_ships_every_config(tmp_path: Path) -> None:
+    """A non-editable install (pip install .) finds the configs: they are package data of the wheel."""
+    import subprocess
+    import zipfile
+
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(REPO)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    (wheel,) = tmp_path.glob("sb3_ac_plus-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    shipped = {f"sb3_ac_plus/zoo_configs/{path.name}" for path in CONFIG_DIR.glob("*.yml")}
+    assert len(shipped) == 4 and shipped <= names
+    assert any(name.endswith("licenses/LICENSE") for name in names)
