@@ -19,11 +19,11 @@ from optuna.trial import TrialState
 # `tuning` is a folder of the repository, not part of the installed package
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tuning import load_hyperparameters, make_model
-from tuning.optimize import main, parse_arguments
-from tuning.search_spaces import sample_hyperparameters, searched_names
-from tuning.storage import StorageSpec, open_storage
-from tuning.zoo_format import format_policy_kwargs, format_zoo_block, parse_policy_kwargs, parse_zoo_yaml
+from sb3_ac_plus.tuning import load_hyperparameters, make_model
+from sb3_ac_plus.tuning.cli import main, parse_arguments
+from sb3_ac_plus.tuning.search_spaces import sample_hyperparameters, searched_names
+from sb3_ac_plus.tuning.storage import StorageSpec, open_storage
+from sb3_ac_plus.tuning.zoo_format import format_policy_kwargs, format_zoo_block, parse_policy_kwargs, parse_zoo_yaml
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "tuning" / "optimize.py"
@@ -217,10 +217,10 @@ def test_diverging_trial_is_recorded_and_the_study_goes_on(tmp_path: Path, capsy
 def test_a_bug_fails_its_trial_with_the_traceback_and_is_not_pruned(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import tuning.objective
+    import sb3_ac_plus.tuning.objective
 
     calls = []
-    real_evaluate = tuning.objective.evaluate_policy
+    real_evaluate = sb3_ac_plus.tuning.objective.evaluate_policy
 
     def evaluate_with_a_bug(*args, **kwargs):
         calls.append(1)
@@ -228,7 +228,7 @@ def test_a_bug_fails_its_trial_with_the_traceback_and_is_not_pruned(
             raise ValueError("operands could not be broadcast together with shapes (2,) (3,)")
         return real_evaluate(*args, **kwargs)
 
-    monkeypatch.setattr(tuning.objective, "evaluate_policy", evaluate_with_a_bug)
+    monkeypatch.setattr(sb3_ac_plus.tuning.objective, "evaluate_policy", evaluate_with_a_bug)
     assert main([*TINY, "--algo", "a2c", "--n-trials", "2", "--output-dir", str(tmp_path)]) == 0
     study = journal_study(tmp_path, "a2c-CartPole-v1")
     failed, healthy = study.get_trials()
@@ -244,7 +244,7 @@ def test_only_divergence_is_pruned() -> None:
     import torch as th
 
     from sb3_ac_plus import NonFiniteError
-    from tuning.objective import is_divergence
+    from sb3_ac_plus.tuning.objective import is_divergence
 
     with pytest.raises(ValueError) as invalid:
         th.distributions.Normal(th.tensor([float("nan")]), th.tensor([1.0]), validate_args=True)

@@ -192,8 +192,7 @@ def test_malicious_strings_never_run(tmp_path: Path, template: str) -> None:
 
 
 def test_tuning_uses_the_package_parser() -> None:
-    sys.path.insert(0, str(REPO))
-    from tuning import zoo_format
+    from sb3_ac_plus.tuning import zoo_format
 
     assert zoo_format.parse_policy_kwargs is parse_policy_kwargs
 
@@ -229,17 +228,18 @@ def test_rl_zoo3_tunes_one_step_ac(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 
 def test_rl_zoo3_sampler_is_the_tuning_search_space() -> None:
-    from sb3_ac_plus.zoo.rl_zoo3_plugin import sample_one_step_ac_params
-
-    sys.path.insert(0, str(REPO))
-    from tuning.search_spaces import sample_hyperparameters, searched_names
+    from sb3_ac_plus.tuning.search_spaces import sample_hyperparameters, searched_names
+    from sb3_ac_plus.zoo.rl_zoo3_plugin import _convert_one_step_ac_params, sample_one_step_ac_params
 
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    for _ in range(20):
+    asked = set()
+    for _ in range(30):
         trial = study.ask()
         ours = sample_one_step_ac_params(trial, 1, 1, {})
-        assert set(trial.params) <= set(searched_names("one_step_ac"))
+        asked |= set(trial.params)
         assert ours == sample_hyperparameters(optuna.trial.FixedTrial(trial.params), "one_step_ac")
+        assert _convert_one_step_ac_params(trial.params) == ours  # a stored trial converts back to the same kwargs
+    assert asked == set(searched_names("one_step_ac"))  # both directions: every searched name is asked, and no other
 
 
 @pytest.mark.slow

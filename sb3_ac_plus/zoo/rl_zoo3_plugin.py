@@ -19,12 +19,14 @@ from typing import Any
 import optuna
 
 from sb3_ac_plus.one_step_ac import OneStepAC
+from sb3_ac_plus.tuning.search_spaces import sample_hyperparameters
 
 ALGO_NAME = "one_step_ac"
 
 
 def sample_one_step_ac_params(trial: optuna.Trial, n_actions: int, n_envs: int, additional_args: dict) -> dict[str, Any]:
-    """OneStepAC's search space in rl_zoo3's sampler signature: the ranges of ``tuning/search_spaces.py``.
+    """OneStepAC's search space in rl_zoo3's sampler signature: the tuner's own sampler
+    (:func:`sb3_ac_plus.tuning.search_spaces.sample_hyperparameters`), so both tune over the same ranges.
 
     Values are sampled under their constructor names, so the best trial's parameters are pasteable as they are.
 
@@ -34,32 +36,13 @@ def sample_one_step_ac_params(trial: optuna.Trial, n_actions: int, n_envs: int, 
     :param additional_args: unused
     :return: constructor kwargs
     """
-    trace_lambda = trial.suggest_categorical("trace_lambda", [0.0, 0.5, 0.8, 0.9, 0.95])
-    # OneStepAC bootstraps over n steps only without eligibility traces
-    n_steps = trial.suggest_categorical("n_steps", [1, 2, 4, 8]) if trace_lambda == 0.0 else 1
-    net_arch = {"small": [64, 64], "medium": [128, 128]}[trial.suggest_categorical("net_arch", ["small", "medium"])]
-    return {
-        "update_rule": "obgd",
-        "learning_rate": trial.suggest_float("learning_rate", 0.03, 3.0, log=True),
-        "critic_learning_rate": trial.suggest_float("critic_learning_rate", 0.03, 3.0, log=True),
-        "trace_lambda": trace_lambda,
-        "n_steps": n_steps,
-        "gamma": trial.suggest_categorical("gamma", [0.95, 0.98, 0.99, 0.995, 0.999]),
-        "ent_coef": trial.suggest_float("ent_coef", 1e-4, 0.1, log=True),
-        "actor_kappa": trial.suggest_float("actor_kappa", 1.0, 4.0),
-        "critic_kappa": trial.suggest_float("critic_kappa", 1.0, 4.0),
-        "policy_kwargs": {"net_arch": net_arch},
-    }
+    return sample_hyperparameters(trial, ALGO_NAME)
 
 
 def _convert_one_step_ac_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
-    # rl_zoo3 converts a stored trial's params to constructor kwargs; ours are constructor names already, but
-    # n_steps is absent when trace_lambda > 0 and net_arch is a name
-    params = dict(sampled_params)
-    names = {"small": [64, 64], "medium": [128, 128]}
-    if "net_arch" in params:
-        params["policy_kwargs"] = {"net_arch": names[params.pop("net_arch")]}
-    return params
+    # rl_zoo3 converts a stored trial's params (Optuna's names and values, net_arch as a name) to constructor kwargs:
+    # the same sampler, every stored value fixed, fills in what the trial did not ask for (n_steps when traces are on)
+    return sample_hyperparameters(None, ALGO_NAME, fixed=sampled_params)
 
 
 def register() -> None:

@@ -12,8 +12,8 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from tuning.objective import OBJECTIVE_DESCRIPTIONS
-from tuning.zoo_format import format_zoo_block
+from sb3_ac_plus.tuning.objective import OBJECTIVE_DESCRIPTIONS
+from sb3_ac_plus.tuning.zoo_format import format_zoo_block
 
 BEST_HYPERPARAMETERS_FILE = "best_hyperparameters.yml"
 TRIALS_FILE = "trials.csv"

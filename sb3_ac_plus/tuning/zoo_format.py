@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from sb3_ac_plus.zoo.policy_kwargs import SAFE_NAMES, format_policy_kwargs, parse_policy_kwargs
-from tuning.algorithms import get_algorithm_class
+from sb3_ac_plus.tuning.algorithms import get_algorithm_class
 
 __all__ = [
     "SAFE_NAMES",

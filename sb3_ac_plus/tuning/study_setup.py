@@ -10,8 +10,8 @@ import numpy as np
 import optuna
 from optuna.exceptions import ExperimentalWarning
 
-from tuning.objective import TrialSettings
-from tuning.zoo_format import to_yaml_ready
+from sb3_ac_plus.tuning.objective import TrialSettings
+from sb3_ac_plus.tuning.zoo_format import to_yaml_ready
 
 SAMPLERS = ("tpe", "random", "qmc", "gp")
 PRUNERS = ("median", "halving", "hyperband", "none")

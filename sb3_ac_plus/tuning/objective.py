@@ -25,9 +25,9 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_ac_plus import NonFiniteError
-from tuning.algorithms import get_algorithm_class
-from tuning.search_spaces import sample_hyperparameters
-from tuning.zoo_format import to_yaml_ready
+from sb3_ac_plus.tuning.algorithms import get_algorithm_class
+from sb3_ac_plus.tuning.search_spaces import sample_hyperparameters
+from sb3_ac_plus.tuning.zoo_format import to_yaml_ready
 
 # How the evaluation curve of a trial (mean over seeds at each evaluation) becomes one number.
 OBJECTIVES: dict[str, Callable[[Sequence[float]], float]] = {

@@ -21,9 +21,9 @@ import optuna
 import torch as th
 from optuna.trial import FrozenTrial, TrialState
 
-from tuning.objective import COUNTED_STATES, Objective, TrialSettings
-from tuning.storage import StorageSpec, fail_dead_local_trials, open_storage, worker_identity
-from tuning.study_setup import create_pruner, create_sampler, host_entropy, sampler_seed
+from sb3_ac_plus.tuning.objective import COUNTED_STATES, Objective, TrialSettings
+from sb3_ac_plus.tuning.storage import StorageSpec, fail_dead_local_trials, open_storage, worker_identity
+from sb3_ac_plus.tuning.study_setup import create_pruner, create_sampler, host_entropy, sampler_seed
 
 
 @dataclass(frozen=True)

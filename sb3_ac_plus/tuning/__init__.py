@@ -1,0 +1,19 @@
+"""Optuna tuner for the actor-critics of sb3-ac-plus (OneStepAC) and SB3's A2C and PPO.
+
+Run it as ``python tuning/optimize.py --help`` from the repository, or ``python -m sb3_ac_plus.tuning.cli --help``
+anywhere. The modules, in the order a trial meets them:
+
+- :mod:`sb3_ac_plus.tuning.search_spaces`: the hyperparameter ranges of each algorithm, in one place.
+- :mod:`sb3_ac_plus.tuning.algorithms`: the algorithm classes the tuner knows, imported lazily.
+- :mod:`sb3_ac_plus.tuning.objective`: one trial, several seeds, intermediate evaluations, pruning and divergence.
+- :mod:`sb3_ac_plus.tuning.storage`: where the study lives (journal file, SQLite, PostgreSQL), how dead workers are found.
+- :mod:`sb3_ac_plus.tuning.study_setup`: samplers, pruners, creating or resuming a study.
+- :mod:`sb3_ac_plus.tuning.workers`: worker processes, the trial budget they share and the cap across all workers.
+- :mod:`sb3_ac_plus.tuning.zoo_format`: best hyperparameters as an rl-zoo YAML block, and back into constructor kwargs.
+- :mod:`sb3_ac_plus.tuning.outputs`: CSV, plots and the printed summary.
+- :mod:`sb3_ac_plus.tuning.cli`: the command line.
+"""
+
+from sb3_ac_plus.tuning.zoo_format import load_hyperparameters, make_model
+
+__all__ = ["load_hyperparameters", "make_model"]
