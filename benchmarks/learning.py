@@ -14,41 +14,19 @@ import statistics
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import gymnasium as gym
 import torch as th
-from stable_baselines3 import A2C, PPO
-from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.evaluation import evaluate_policy
-from stable_baselines3.common.monitor import Monitor
 
-from sb3_ac_plus import OneStepAC
-
-ALGOS = {"one_step_ac": OneStepAC, "a2c": A2C, "ppo": PPO}
-
-
-class _PeriodicEvaluation(BaseCallback):
-    def __init__(self, env_id: str, seed: int, freq: int, episodes: int) -> None:
-        super().__init__()
-        self.eval_env = Monitor(gym.make(env_id))
-        self.eval_env.reset(seed=10_000 + seed)
-        self.freq, self.episodes = freq, episodes
-        self.curve: list[tuple[int, float]] = []
-
-    def _on_step(self) -> bool:
-        if self.num_timesteps // self.freq > len(self.curve):
-            mean, _ = evaluate_policy(self.model, self.eval_env, n_eval_episodes=self.episodes, deterministic=True)
-            assert isinstance(mean, float)
-            self.curve.append((self.num_timesteps, mean))
-        return True
+from sb3_ac_plus.evaluation.training import PeriodicEvaluation, make_eval_env
+from sb3_ac_plus.zoo.algorithms import ALGOS, DEFAULT_COMPARED
 
 
 def run_seed(algo: str, env_id: str, seed: int, budget: int, freq: int, episodes: int) -> list[tuple[int, float]]:
     """:return: the evaluation curve ``[(env steps, mean return), ...]`` of one seed"""
     th.set_num_threads(1)
-    model = ALGOS[algo]("MlpPolicy", env_id, seed=seed)
-    callback = _PeriodicEvaluation(env_id, seed, freq, episodes)
+    model = ALGOS[algo]("MlpPolicy", env_id, seed=seed)  # type: ignore[call-arg]
+    callback = PeriodicEvaluation(make_eval_env(model, env_id, seed), freq, episodes, budget=budget)
     model.learn(budget, callback=callback)
-    return callback.curve
+    return [(point.steps, point.mean_return) for point in callback.points if point.steps > 0]
 
 
 def steps_to(curve: list[tuple[int, float]], threshold: float) -> float:
@@ -58,7 +36,7 @@ def steps_to(curve: list[tuple[int, float]], threshold: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default="CartPole-v1")
-    parser.add_argument("--algos", nargs="+", default=list(ALGOS), choices=list(ALGOS))
+    parser.add_argument("--algos", nargs="+", default=list(DEFAULT_COMPARED), choices=list(ALGOS))
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--budget", type=int, default=50_000, help="env steps per run")
     parser.add_argument("--eval-freq", type=int, default=2000)

@@ -17,22 +17,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import torch as th
-from stable_baselines3 import PPO
-from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.evaluation import evaluate_policy
-from stable_baselines3.common.monitor import Monitor
 
-from benchmarks.learning import _PeriodicEvaluation, steps_to
-from sb3_ac_plus import OneStepAC, SeparateActorCriticPolicy, SharedTrunkActorCriticPolicy, StreamingActorCriticPolicy
+from benchmarks.learning import steps_to
+from sb3_ac_plus.evaluation.training import PeriodicEvaluation, make_eval_env
+from sb3_ac_plus.zoo.algorithms import ALGOS as ALGOS_BY_NAME
+from sb3_ac_plus import SeparateActorCriticPolicy, SharedTrunkActorCriticPolicy, StreamingActorCriticPolicy
 
 POLICIES = {
     "shared": SharedTrunkActorCriticPolicy,
     "separate": SeparateActorCriticPolicy,
     "streaming": StreamingActorCriticPolicy,
 }
-ALGOS = {"one_step_ac": OneStepAC, "ppo": PPO}
+ALGOS = {name: ALGOS_BY_NAME[name] for name in ("one_step_ac", "ppo")}
 BUDGETS = {"CartPole-v1": 20_000, "Pendulum-v1": 25_000}  # sized for one process in about half an hour
 SOLVED = {"CartPole-v1": 475.0}
 
@@ -41,19 +39,20 @@ def run(policy: str, algo: str, env_id: str, seed: int, budget: int, args: argpa
     """:return: the final evaluation, the evaluation curve (CartPole) and the wall time of one run"""
     th.set_num_threads(1)
     start = time.perf_counter()
-    model = ALGOS[algo](POLICIES[policy], env_id, seed=seed)
-    callback: BaseCallback | None = None
+    model = ALGOS[algo](POLICIES[policy], env_id, seed=seed)  # type: ignore[call-arg]
+    periodic = None
     if env_id in SOLVED:
-        callback = _PeriodicEvaluation(env_id, seed, args.eval_freq, args.eval_episodes)
-    model.learn(budget, callback=callback)
-    eval_env = Monitor(gym.make(env_id))
-    eval_env.reset(seed=20_000 + seed)
-    final, _ = evaluate_policy(model, eval_env, n_eval_episodes=args.final_episodes, deterministic=True)
+        periodic = PeriodicEvaluation(make_eval_env(model, env_id, seed), args.eval_freq, args.eval_episodes, budget=budget)
+    model.learn(budget, callback=periodic)
+    final, _ = evaluate_policy(
+        model, make_eval_env(model, env_id, seed), n_eval_episodes=args.final_episodes, deterministic=True
+    )
     assert isinstance(final, float)
     result: dict[str, Any] = {"final_return": final, "seconds": time.perf_counter() - start}
-    if isinstance(callback, _PeriodicEvaluation):
-        result["curve"] = callback.curve
-        result["steps_to_solve"] = steps_to(callback.curve, SOLVED[env_id])
+    if periodic is not None:
+        curve = [(point.steps, point.mean_return) for point in periodic.points if point.steps > 0]
+        result["curve"] = curve
+        result["steps_to_solve"] = steps_to(curve, SOLVED[env_id])
     return result
 
 

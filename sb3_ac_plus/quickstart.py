@@ -11,6 +11,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
 
 from sb3_ac_plus import OneStepAC
+from sb3_ac_plus.evaluation.training import eval_seed
 
 
 def main(argv: list[str] | None = None) -> float:
@@ -28,7 +29,7 @@ def main(argv: list[str] | None = None) -> float:
     model.learn(args.steps)
     elapsed = time.perf_counter() - start
     eval_env = Monitor(gym.make(args.env))
-    eval_env.reset(seed=args.seed + 10_000)
+    eval_env.reset(seed=eval_seed(args.seed))
     mean, std = evaluate_policy(model, eval_env, n_eval_episodes=args.eval_episodes, deterministic=True)
     assert isinstance(mean, float)
     print(f"OneStepAC on {args.env}: {args.steps} env steps in {elapsed:.1f} s ({args.steps / elapsed:.0f} steps/s)")

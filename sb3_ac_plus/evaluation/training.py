@@ -22,10 +22,15 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize, sync_envs_nor
 EVAL_SEED_OFFSET = 10_000
 
 
+def eval_seed(seed: int) -> int:
+    """:return: the seed of the evaluation env of a run seeded ``seed`` (every evaluation of the project uses it)"""
+    return seed + EVAL_SEED_OFFSET
+
+
 def make_eval_env(model: BaseAlgorithm, env_id: str, seed: int, **env_kwargs: Any) -> VecEnv:
     """A one-env VecEnv (Monitor-wrapped, so returns are the env's own) that sees observations as the model does:
     if training normalises observations with VecNormalize, so does this env, with frozen statistics synced before use."""
-    eval_env: VecEnv = make_vec_env(env_id, n_envs=1, seed=seed + EVAL_SEED_OFFSET, env_kwargs=env_kwargs or None)
+    eval_env: VecEnv = make_vec_env(env_id, n_envs=1, seed=eval_seed(seed), env_kwargs=env_kwargs or None)
     if isinstance(model.get_env(), VecNormalize):
         eval_env = VecNormalize(eval_env, training=False, norm_reward=False)
     return eval_env

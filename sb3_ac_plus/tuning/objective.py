@@ -25,6 +25,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_ac_plus import NonFiniteError
+from sb3_ac_plus.evaluation.training import eval_seed
 from sb3_ac_plus.tuning.algorithms import get_algorithm_class
 from sb3_ac_plus.tuning.search_spaces import sample_hyperparameters
 from sb3_ac_plus.tuning.zoo_format import to_yaml_ready
@@ -62,9 +63,6 @@ def is_divergence(error: BaseException) -> bool:
         return True
     return isinstance(error, ValueError) and _INVALID_DISTRIBUTION.match(str(error)) is not None
 
-
-# Eval envs are seeded away from the training envs so that evaluation episodes are not replays of training ones.
-EVAL_SEED_OFFSET = 10_000
 
 _MAX_REASON_LENGTH = 500
 
@@ -168,7 +166,7 @@ class Objective:
         kwargs = dict(hyperparameters)
         policy = kwargs.pop("policy", "MlpPolicy")
         env = make_vec_env(settings.env_id, n_envs=1, seed=seed)
-        eval_env = make_vec_env(settings.env_id, n_envs=1, seed=seed + EVAL_SEED_OFFSET)
+        eval_env = make_vec_env(settings.env_id, n_envs=1, seed=eval_seed(seed))
         model = get_algorithm_class(settings.algo)(policy, env, seed=seed, device=settings.device, verbose=0, **kwargs)
         return model, eval_env
 
