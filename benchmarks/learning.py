@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch as th
 
+from sb3_ac_plus.common.arguments import positive_int
 from sb3_ac_plus.evaluation.training import PeriodicEvaluation, make_eval_env
 from sb3_ac_plus.zoo.algorithms import ALGOS, DEFAULT_COMPARED
 
@@ -37,13 +38,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default="CartPole-v1")
     parser.add_argument("--algos", nargs="+", default=list(DEFAULT_COMPARED), choices=list(ALGOS))
-    parser.add_argument("--seeds", type=int, default=10)
-    parser.add_argument("--budget", type=int, default=50_000, help="env steps per run")
-    parser.add_argument("--eval-freq", type=int, default=2000)
-    parser.add_argument("--eval-episodes", type=int, default=10)
+    parser.add_argument("--seeds", type=positive_int, default=10)
+    parser.add_argument("--budget", type=positive_int, default=50_000, help="env steps per run")
+    parser.add_argument("--eval-freq", type=positive_int, default=2000)
+    parser.add_argument("--eval-episodes", type=positive_int, default=10)
     parser.add_argument("--threshold", type=float, default=475.0)
-    parser.add_argument("--within", type=int, default=30_000, help="also count seeds solved within this many steps")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--within", type=positive_int, default=30_000, help="also count seeds solved within this many steps")
+    parser.add_argument("--workers", type=positive_int, default=2)
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results/learning.json"))
     args = parser.parse_args()
 

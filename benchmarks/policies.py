@@ -21,6 +21,7 @@ import torch as th
 from stable_baselines3.common.evaluation import evaluate_policy
 
 from benchmarks.learning import steps_to
+from sb3_ac_plus.common.arguments import positive_int
 from sb3_ac_plus.evaluation.training import PeriodicEvaluation, make_eval_env
 from sb3_ac_plus.zoo.algorithms import ALGOS as ALGOS_BY_NAME
 from sb3_ac_plus import SeparateActorCriticPolicy, SharedTrunkActorCriticPolicy, StreamingActorCriticPolicy
@@ -92,11 +93,11 @@ def main() -> None:
     parser.add_argument("--policies", nargs="+", default=list(POLICIES), choices=list(POLICIES))
     parser.add_argument("--algos", nargs="+", default=list(ALGOS), choices=list(ALGOS))
     parser.add_argument("--envs", nargs="+", default=list(BUDGETS), choices=list(BUDGETS))
-    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--seeds", type=positive_int, default=5)
     parser.add_argument("--budgets", nargs="+", default=[], metavar="ENV=STEPS", help="e.g. Pendulum-v1=30000")
-    parser.add_argument("--eval-freq", type=int, default=2500, help="CartPole: steps between evaluations")
-    parser.add_argument("--eval-episodes", type=int, default=5)
-    parser.add_argument("--final-episodes", type=int, default=10)
+    parser.add_argument("--eval-freq", type=positive_int, default=2500, help="CartPole: steps between evaluations")
+    parser.add_argument("--eval-episodes", type=positive_int, default=5)
+    parser.add_argument("--final-episodes", type=positive_int, default=10)
     parser.add_argument("--resume", action="store_true", help="keep the runs already in --output")
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results/policies.json"))
     args = parser.parse_args()

@@ -18,6 +18,7 @@ import torch as th
 from stable_baselines3 import A2C, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 
+from sb3_ac_plus.common.arguments import positive_int
 from sb3_ac_plus import OneStepAC
 
 
@@ -55,8 +56,8 @@ def measure(make: Callable[[], BaseAlgorithm], steps: int, one_thread: bool) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=10_000, help="env steps per measurement")
-    parser.add_argument("--rounds", type=int, default=5, help="measurements per configuration (median reported)")
+    parser.add_argument("--steps", type=positive_int, default=10_000, help="env steps per measurement")
+    parser.add_argument("--rounds", type=positive_int, default=5, help="measurements per configuration (median reported)")
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results/speed.json"), help="results file")
     args = parser.parse_args()
 

@@ -28,6 +28,7 @@ import gymnasium as gym
 import pandas as pd
 from tqdm import tqdm
 
+from sb3_ac_plus.common.arguments import positive_int
 from sb3_ac_plus.evaluation.plots import plot_learning_curves
 from sb3_ac_plus.zoo.algorithms import DEFAULT_COMPARED
 from sb3_ac_plus.evaluation.statistics import iqm_with_ci, steps_to_threshold
@@ -172,17 +173,19 @@ def build_parser(algos: Sequence[str]) -> argparse.ArgumentParser:
         choices=list(algos),
         help=f"algorithms to compare (default: {' '.join(default)}; trpo is sb3-contrib's TRPO)",
     )
-    parser.add_argument("--seeds", type=int, default=10, help="seeds per algorithm, 0..N-1 (default: 10)")
+    parser.add_argument("--seeds", type=positive_int, default=10, help="seeds per algorithm, 0..N-1 (default: 10)")
     parser.add_argument(
         "--budget",
-        type=int,
+        type=positive_int,
         default=None,
         help="env steps per run, one budget for every algorithm (default: each config's n_timesteps)",
     )
-    parser.add_argument("--eval-freq", type=int, default=2000, help="env steps between evaluations (default: 2000)")
-    parser.add_argument("--eval-episodes", type=int, default=10, help="deterministic episodes per evaluation (default: 10)")
+    parser.add_argument("--eval-freq", type=positive_int, default=2000, help="env steps between evaluations (default: 2000)")
     parser.add_argument(
-        "--workers", type=int, default=2, help="parallel worker processes; 1 runs in this process (default: 2)"
+        "--eval-episodes", type=positive_int, default=10, help="deterministic episodes per evaluation (default: 10)"
+    )
+    parser.add_argument(
+        "--workers", type=positive_int, default=2, help="parallel worker processes; 1 runs in this process (default: 2)"
     )
     parser.add_argument(
         "--config-dir", type=Path, default=None, help="folder of <algo>.yml configs (default: sb3_ac_plus/zoo_configs/)"
@@ -196,11 +199,6 @@ def build_parser(algos: Sequence[str]) -> argparse.ArgumentParser:
 def parse_args(argv: Sequence[str] | None, algos: Sequence[str]) -> argparse.Namespace:
     parser = build_parser(algos)
     args = parser.parse_args(argv)
-    for flag in ("seeds", "eval_freq", "eval_episodes", "workers"):
-        if getattr(args, flag) < 1:
-            parser.error(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
-    if args.budget is not None and args.budget < 1:
-        parser.error(f"--budget must be >= 1, got {args.budget}")
     if args.env not in gym.registry:
         parser.error(f"--env: unknown Gymnasium env id {args.env!r}")
     return args

@@ -11,18 +11,17 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
 
 from sb3_ac_plus import OneStepAC
+from sb3_ac_plus.common.arguments import positive_int
 from sb3_ac_plus.evaluation.training import eval_seed
 
 
 def main(argv: list[str] | None = None) -> float:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default="CartPole-v1", help="Gymnasium environment id")
-    parser.add_argument("--steps", type=int, default=20_000, help="env steps to train for")
+    parser.add_argument("--steps", type=positive_int, default=20_000, help="env steps to train for")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
-    parser.add_argument("--eval-episodes", type=int, default=10, help="deterministic evaluation episodes")
+    parser.add_argument("--eval-episodes", type=positive_int, default=10, help="deterministic evaluation episodes")
     args = parser.parse_args(argv)
-    if args.steps < 1:
-        parser.error(f"--steps must be >= 1, got {args.steps}")
 
     model = OneStepAC("MlpPolicy", args.env, seed=args.seed)
     start = time.perf_counter()

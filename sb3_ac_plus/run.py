@@ -21,15 +21,9 @@ from pathlib import Path
 import gymnasium as gym
 import pandas as pd
 
+from sb3_ac_plus.common.arguments import positive_int
 from sb3_ac_plus.evaluation.plots import plot_learning_curves
 from sb3_ac_plus.evaluation.training import train_and_evaluate
-
-
-def _positive(parser: argparse.ArgumentParser, args: argparse.Namespace, *flags: str) -> None:
-    for flag in flags:
-        value = getattr(args, flag, None)
-        if value is not None and value < 1:
-            parser.error(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
 
 
 def _new_run_dir(output_dir: Path, name: str) -> Path:
@@ -117,7 +111,9 @@ def build_parser(algos: Sequence[str]) -> argparse.ArgumentParser:
     def algo_env(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--algo", required=True, choices=list(algos))
         sub.add_argument("--env", required=True, help="Gymnasium env id, e.g. CartPole-v1")
-        sub.add_argument("--steps", type=int, default=None, help="env steps to train (default: the config's n_timesteps)")
+        sub.add_argument(
+            "--steps", type=positive_int, default=None, help="env steps to train (default: the config's n_timesteps)"
+        )
         sub.add_argument("--seed", type=int, default=0)
         sub.add_argument(
             "--config-dir", type=Path, default=None, help="folder of <algo>.yml configs (default: sb3_ac_plus/zoo_configs/)"
@@ -125,8 +121,10 @@ def build_parser(algos: Sequence[str]) -> argparse.ArgumentParser:
 
     sub = commands.add_parser("train", help="train from the zoo config and save the model and its evaluations")
     algo_env(sub)
-    sub.add_argument("--eval-freq", type=int, default=2000, help="env steps between evaluations (default: 2000)")
-    sub.add_argument("--eval-episodes", type=int, default=10, help="deterministic episodes per evaluation (default: 10)")
+    sub.add_argument("--eval-freq", type=positive_int, default=2000, help="env steps between evaluations (default: 2000)")
+    sub.add_argument(
+        "--eval-episodes", type=positive_int, default=10, help="deterministic episodes per evaluation (default: 10)"
+    )
     sub.add_argument("--output-dir", type=Path, default=Path("runs"), help="default: runs/")
 
     sub = commands.add_parser("plot", help="plot the learning curves of saved runs")
@@ -137,8 +135,8 @@ def build_parser(algos: Sequence[str]) -> argparse.ArgumentParser:
     sub = commands.add_parser("gif", help="GIF of one episode before training and one after")
     algo_env(sub)
     sub.add_argument("--output", type=Path, default=Path("agent.gif"), help="default: agent.gif")
-    sub.add_argument("--max-frames", type=int, default=500, help="frames per episode at most (default: 500)")
-    sub.add_argument("--fps", type=int, default=30)
+    sub.add_argument("--max-frames", type=positive_int, default=500, help="frames per episode at most (default: 500)")
+    sub.add_argument("--fps", type=positive_int, default=30)
     return parser
 
 
@@ -147,7 +145,6 @@ def main(argv: Sequence[str] | None = None) -> Path:
 
     parser = build_parser(list(ALGOS))
     args = parser.parse_args(argv)
-    _positive(parser, args, "steps", "eval_freq", "eval_episodes", "max_frames", "fps")
     if args.command == "plot":
         return plot(args, parser)
     if args.env not in gym.registry:

@@ -18,11 +18,12 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
+
+from sb3_ac_plus.common.arguments import non_negative_int, positive_float, positive_int
 
 from sb3_ac_plus.tuning.algorithms import ALGORITHMS, constructor_parameters
 from sb3_ac_plus.tuning.objective import OBJECTIVES, TrialSettings
@@ -48,28 +49,6 @@ examples:
 Re-running a command resumes its study. The best hyperparameters land in
 <output-dir>/<study-name>/best_hyperparameters.yml, ready for rl-zoo or tuning.make_model().
 """
-
-
-def _number_at_least(kind: type, minimum: float, inclusive: bool = True) -> Callable[[str], Any]:
-    """An argparse ``type`` that parses ``kind`` and checks ``value >= minimum`` (or ``> minimum``)."""
-    noun = "an integer" if kind is int else "a number"
-    expected = f"expected {noun} {'>=' if inclusive else '>'} {minimum}"
-
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{expected}, got {text!r}") from None
-        if not (value >= minimum if inclusive else value > minimum):
-            raise argparse.ArgumentTypeError(f"{expected}, got {text!r}")
-        return value
-
-    return parse
-
-
-_positive_int = _number_at_least(int, 1)
-_non_negative_int = _number_at_least(int, 0)
-_positive_float = _number_at_least(float, 0, inclusive=False)
 
 
 def _storage(text: str) -> str:
@@ -129,26 +108,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     trial = parser.add_argument_group("one trial")
     trial.add_argument(
-        "--n-timesteps", metavar="N", type=_positive_int, default=10_000, help="training steps per seed (default: 10000)"
+        "--n-timesteps", metavar="N", type=positive_int, default=10_000, help="training steps per seed (default: 10000)"
     )
     trial.add_argument(
         "--n-seeds",
         metavar="N",
-        type=_positive_int,
+        type=positive_int,
         default=2,
         help="training seeds per trial, averaged into its value (default: 2)",
     )
     trial.add_argument(
         "--n-evaluations",
         metavar="N",
-        type=_positive_int,
+        type=positive_int,
         default=5,
         help="evaluations per seed, evenly spaced; each reports the mean over seeds to the pruner (default: 5)",
     )
     trial.add_argument(
         "--eval-episodes",
         metavar="N",
-        type=_positive_int,
+        type=positive_int,
         default=5,
         help="deterministic episodes per evaluation (default: 5)",
     )
@@ -171,21 +150,21 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument(
         "--n-trials",
         metavar="N",
-        type=_positive_int,
+        type=positive_int,
         default=10,
         help="new trials for this run, all workers together (default: 10)",
     )
     search.add_argument(
         "--max-total-trials",
         metavar="N",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="cap on the study's trials (complete, pruned or running) across all workers and machines",
     )
     search.add_argument(
         "--timeout",
         metavar="SECONDS",
-        type=_positive_float,
+        type=positive_float,
         default=None,
         help="seconds after which this run starts no new trial",
     )
@@ -204,14 +183,14 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument(
         "--n-startup-trials",
         metavar="N",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=5,
         help="random trials before the sampler's model, finished trials before median pruning (default: 5)",
     )
     search.add_argument(
         "--n-warmup-evaluations",
         metavar="N",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=None,
         help="evaluations of a trial that are never pruned (default: a third of --n-evaluations, at least 1)",
     )
@@ -231,21 +210,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--n-jobs",
         metavar="N",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         help="worker processes on this machine, one trial each (default: 1)",
     )
     run.add_argument(
         "--heartbeat-interval",
         metavar="SECONDS",
-        type=_positive_int,
+        type=positive_int,
         default=10,
         help="database storages: seconds between heartbeats of a running trial (default: 10)",
     )
     run.add_argument(
         "--grace-period",
         metavar="SECONDS",
-        type=_positive_int,
+        type=positive_int,
         default=30,
         help="database storages: seconds without heartbeat before a running trial is marked failed (default: 30)",
     )
