@@ -79,6 +79,43 @@ def test_sampled_hyperparameters_build_the_model(algo: str) -> None:
         study.tell(trial, 0.0)
 
 
+@pytest.mark.parametrize(
+    ("algo", "env_id", "n_envs", "normalized"),
+    [("a2c", "CartPole-v1", 8, False), ("a2c", "Acrobot-v1", 16, True), ("ppo", "CartPole-v1", 8, False)],
+)
+def test_a_trial_builds_its_model_from_the_zoo_block_as_compare_does(
+    algo: str, env_id: str, n_envs: int, normalized: bool
+) -> None:
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from sb3_ac_plus.tuning.objective import Objective, TrialSettings
+    from sb3_ac_plus.zoo import load_hyperparameters, make_model_and_env
+
+    block = load_hyperparameters(algo, env_id)
+    assert block["n_envs"] == n_envs and bool(block.get("normalize")) == normalized
+    settings = TrialSettings(algo, env_id, n_timesteps=1000, n_seeds=1, n_evaluations=1, eval_episodes=1, objective="last")
+    sampled = {"gamma": 0.95}  # what a trial sampled
+    model, eval_env = Objective(settings, "test")._build(sampled, seed=3)
+    compared, _, _ = make_model_and_env(algo, env_id, seed=3, n_timesteps=1000, device="cpu", verbose=0, **sampled)
+    assert model.n_envs == compared.n_envs == n_envs  # the block's VecEnv, as compare builds it
+    assert isinstance(model.get_env(), VecNormalize) == isinstance(eval_env, VecNormalize) == normalized
+    assert model.gamma == 0.95  # sampled values on top of the block
+    for key in ("n_steps", "ent_coef"):
+        if key in block and key not in sampled:
+            assert getattr(model, key) == block[key]
+
+
+def test_one_step_ac_searches_n_envs_and_falls_back_to_one_env_without_a_block() -> None:
+    from sb3_ac_plus.tuning.objective import Objective, TrialSettings
+
+    assert "n_envs" in searched_names("one_step_ac")
+    settings = TrialSettings(
+        "one_step_ac", "MountainCar-v0", n_timesteps=500, n_seeds=1, n_evaluations=1, eval_episodes=1, objective="last"
+    )
+    model, _ = Objective(settings, "test")._build(sample_hyperparameters(None, "one_step_ac", fixed={"n_envs": 4}), 0)
+    assert model.n_envs == 4  # no MountainCar-v0 block: SB3's defaults, with the sampled n_envs
+
+
 def test_fixed_hyperparameters_replace_and_complete_the_search() -> None:
     trial = optuna.create_study().ask()
     fixed = {"gamma": 0.95, "net_arch": "tiny", "normalize_advantage": True, "policy_kwargs": {"ortho_init": False}}

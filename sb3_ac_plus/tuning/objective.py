@@ -20,13 +20,12 @@ import optuna
 import torch as th
 from optuna.trial import TrialState
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
-from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize, sync_envs_normalization
 
 from sb3_ac_plus import NonFiniteError
-from sb3_ac_plus.evaluation.training import eval_seed
-from sb3_ac_plus.tuning.algorithms import get_algorithm_class
+from sb3_ac_plus.evaluation.training import make_eval_env
+from sb3_ac_plus.zoo import load_hyperparameters, make_model_and_env
 from sb3_ac_plus.tuning.search_spaces import sample_hyperparameters
 from sb3_ac_plus.tuning.zoo_format import to_yaml_ready
 
@@ -119,6 +118,14 @@ def _short(error: BaseException) -> str:
     return text if len(text) <= _MAX_REASON_LENGTH else text[: _MAX_REASON_LENGTH - 3] + "..."
 
 
+def zoo_block(algo: str, env_id: str) -> dict[str, Any]:
+    """:return: the algorithm's zoo block for ``env_id`` from the package's configs, or ``{}`` where there is none"""
+    try:
+        return load_hyperparameters(algo, env_id)
+    except ValueError:
+        return {}
+
+
 def _traceback_text() -> str:
     """The traceback of the exception being handled, its end kept when it is long."""
     text = traceback.format_exc()
@@ -162,13 +169,21 @@ class Objective:
             raise MaxTotalTrialsReached(f"the study already has {len(earlier)} trials (--max-total-trials={cap})")
 
     def _build(self, hyperparameters: dict[str, Any], seed: int) -> tuple[BaseAlgorithm, VecEnv]:
+        """The model and its evaluation env, built as ``python -m sb3_ac_plus.compare`` builds them: from the
+        algorithm's zoo block for this env (its ``n_envs``, ``normalize``, wrappers and other values), with the sampled
+        hyperparameters on top; SB3's defaults on one env where the configs have no block."""
         settings = self.settings
-        kwargs = dict(hyperparameters)
-        policy = kwargs.pop("policy", "MlpPolicy")
-        env = make_vec_env(settings.env_id, n_envs=1, seed=seed)
-        eval_env = make_vec_env(settings.env_id, n_envs=1, seed=eval_seed(seed))
-        model = get_algorithm_class(settings.algo)(policy, env, seed=seed, device=settings.device, verbose=0, **kwargs)
-        return model, eval_env
+        model, _, _ = make_model_and_env(
+            settings.algo,
+            settings.env_id,
+            seed=seed,
+            n_timesteps=settings.n_timesteps,
+            block=zoo_block(settings.algo, settings.env_id),
+            device=settings.device,
+            verbose=0,
+            **hyperparameters,
+        )
+        return model, make_eval_env(model, settings.env_id, seed)
 
     def __call__(self, trial: optuna.Trial) -> float:
         """Run one trial.
@@ -209,6 +224,9 @@ class Objective:
                         if model.num_timesteps < target:
                             model.learn(total_timesteps=target - model.num_timesteps, reset_num_timesteps=False)
                         _check_finite(model)
+                        train_env = model.get_env()
+                        if isinstance(eval_env, VecNormalize) and train_env is not None:
+                            sync_envs_normalization(train_env, eval_env)
                         returns, lengths = evaluate_policy(
                             model, eval_env, n_eval_episodes=settings.eval_episodes, return_episode_rewards=True, warn=False
                         )

@@ -122,6 +122,7 @@ def sample_one_step_ac(space: Space) -> dict[str, Any]:
     """
     trace_lambda = space.categorical("trace_lambda", [0.0, 0.5, 0.8, 0.9, 0.95])
     return {
+        "n_envs": space.categorical("n_envs", [1, 2, 4, 8]),  # a zoo experiment key: the VecEnv's size
         "update_rule": "obgd",
         "learning_rate": space.log_uniform("learning_rate", 0.03, 3.0),
         "critic_learning_rate": space.log_uniform("critic_learning_rate", 0.03, 3.0),

@@ -34,6 +34,7 @@ def make_model_and_env(
     seed: int = 0,
     config_dir: str | Path | None = None,
     n_timesteps: int | None = None,
+    block: dict[str, Any] | None = None,
     **overrides: Any,
 ) -> tuple[BaseAlgorithm, VecEnv, int]:
     """Build the model and VecEnv of ``env_id``'s block in ``<config_dir>/<algo>.yml``.
@@ -43,12 +44,14 @@ def make_model_and_env(
     :param seed: seed of the model and of the envs
     :param config_dir: the folder of the YAML files; defaults to the package's ``sb3_ac_plus/zoo_configs/``
     :param n_timesteps: the training budget; defaults to the block's ``n_timesteps``
+    :param block: the block to start from instead of the file's (``{}``: SB3's defaults on one env)
     :param overrides: keys that replace the block's before it is checked (``verbose=0``, ``device="cpu"``,
         ``n_envs=1``, ``learning_rate="lin_1e-3"``...)
     :return: the untrained model, its env, and the training budget
     :raises ValueError: naming the env id and the key, for an unknown key or a malformed value
     """
-    block = {**load_hyperparameters(algo, env_id, config_dir), **overrides}
+    base = load_hyperparameters(algo, env_id, config_dir) if block is None else block
+    block = {**base, **overrides}
     if n_timesteps is not None:
         block["n_timesteps"] = n_timesteps
     config = parse_config(algo, env_id, block)

@@ -36,13 +36,17 @@ def sample_one_step_ac_params(trial: optuna.Trial, n_actions: int, n_envs: int, 
     :param additional_args: unused
     :return: constructor kwargs
     """
-    return sample_hyperparameters(trial, ALGO_NAME)
+    kwargs = sample_hyperparameters(trial, ALGO_NAME)
+    kwargs.pop("n_envs")  # rl_zoo3 takes the VecEnv's size from the config or its command line, not from the sampler
+    return kwargs
 
 
 def _convert_one_step_ac_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
     # rl_zoo3 converts a stored trial's params (Optuna's names and values, net_arch as a name) to constructor kwargs:
     # the same sampler, every stored value fixed, fills in what the trial did not ask for (n_steps when traces are on)
-    return sample_hyperparameters(None, ALGO_NAME, fixed=sampled_params)
+    kwargs = sample_hyperparameters(None, ALGO_NAME, fixed=sampled_params)
+    kwargs.pop("n_envs")
+    return kwargs
 
 
 def register() -> None:
