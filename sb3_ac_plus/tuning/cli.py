@@ -47,7 +47,7 @@ examples:
   python tuning/optimize.py --storage postgresql://user@host/db --study-name acro --max-total-trials 200
 
 Re-running a command resumes its study. The best hyperparameters land in
-<output-dir>/<study-name>/best_hyperparameters.yml, ready for rl-zoo or tuning.make_model().
+<output-dir>/<study-name>/best_hyperparameters.yml, ready for rl-zoo or sb3_ac_plus.tuning.make_model().
 """
 
 

@@ -102,7 +102,7 @@ def best_hyperparameters_yaml(study: optuna.Study, trial: FrozenTrial) -> str:
         f"Best trial of study {study.study_name!r}: trial {trial.number}, {algo} on {settings.get('env_id')}",
         f"value {trial.value:.6g} = {_describe_objective(settings)}; per seed: {_format_scores(trial)}",
         f"written {datetime.datetime.now().isoformat(timespec='seconds')} by tuning/optimize.py",
-        f"build it: from tuning import make_model; model = make_model({algo!r}, '{BEST_HYPERPARAMETERS_FILE}')",
+        f"build it: from sb3_ac_plus.tuning import make_model; model = make_model({algo!r}, '{BEST_HYPERPARAMETERS_FILE}')",
     ]
     return format_zoo_block(
         settings.get("env_id", "env"),
