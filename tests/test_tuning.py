@@ -214,8 +214,9 @@ def test_default_algorithm_end_to_end_then_resume(tmp_path: Path, capsys: pytest
     assert hyperparameters.kwargs["learning_rate"] == best.params["learning_rate"]  # real names and values
     assert "one_minus_gamma" not in (study_dir / "best_hyperparameters.yml").read_text()
     model = make_model("one_step_ac", study_dir / "best_hyperparameters.yml", seed=0, device="cpu")
+    assert model.n_envs == hyperparameters.n_envs == best.params["n_envs"]  # the trial's VecEnv, rebuilt
     model.learn(50)
-    assert model.num_timesteps == 50
+    assert model.num_timesteps == 50 + (-50 % model.n_envs)  # whole VecEnv steps
 
     csv_lines = (study_dir / "trials.csv").read_text().splitlines()
     assert len(csv_lines) == 1 + 3 and "params_learning_rate" in csv_lines[0]

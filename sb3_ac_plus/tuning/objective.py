@@ -197,7 +197,10 @@ class Objective:
         self._check_max_total_trials(trial)
 
         hyperparameters = sample_hyperparameters(trial, settings.algo, settings.fixed)
-        trial.set_user_attr("hyperparameters", to_yaml_ready(hyperparameters))
+        # The whole block the trial runs (the zoo block with the sampled values on top), so that the best one rebuilds it.
+        block = {**zoo_block(settings.algo, settings.env_id), **hyperparameters}
+        block.pop("n_timesteps", None)
+        trial.set_user_attr("hyperparameters", to_yaml_ready(block))
         trial.set_user_attr("seeds", settings.seeds)
         budget = settings.n_seeds * settings.n_timesteps
         trial.set_user_attr("env_steps_budget", budget)

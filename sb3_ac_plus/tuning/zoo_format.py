@@ -103,6 +103,7 @@ def format_zoo_block(
     ready = to_yaml_ready(hyperparameters)
     policy = ready.pop("policy", "MlpPolicy")
     policy_kwargs = ready.pop("policy_kwargs", None)
+    n_envs = ready.pop("n_envs", n_envs)
     lines = [f"# {comment}" for comment in comments or []]
     lines.append(f"{env_id}:")
     lines.append(f"  n_envs: {n_envs}")
@@ -187,12 +188,26 @@ def make_model(
 
     :param algo: command-line name of the algorithm (``one_step_ac``, ``a2c``, ``ppo``)
     :param hyperparameters: a loaded block, or the path of a file with one block
-    :param env: the environment; defaults to the block's env id
+    :param env: the environment; by default the block's own, built by :func:`sb3_ac_plus.zoo.make_model_and_env` as
+        the comparison builds it (the block's ``n_envs``, ``normalize`` and wrappers)
     :param overrides: constructor kwargs that replace the block's (``seed``, ``verbose``, ``device``...)
     :return: the untrained model
     """
     if not isinstance(hyperparameters, ZooHyperparameters):
         hyperparameters = load_hyperparameters(hyperparameters)
+    if env is None:
+        from sb3_ac_plus.zoo import make_model_and_env
+
+        block = {
+            **hyperparameters.experiment,
+            **hyperparameters.kwargs,
+            "policy": hyperparameters.policy,
+            "n_envs": hyperparameters.n_envs,
+            "n_timesteps": hyperparameters.n_timesteps or 1,
+        }
+        seed = overrides.pop("seed", 0)
+        model, _, _ = make_model_and_env(algo, hyperparameters.env_id, seed=seed, block=block, **overrides)
+        return model
     algorithm_class = get_algorithm_class(algo)
     kwargs = {**hyperparameters.kwargs, **overrides}
     return algorithm_class(hyperparameters.policy, env if env is not None else hyperparameters.env_id, **kwargs)
