@@ -15,7 +15,7 @@ from stable_baselines3.common.vec_env import VecFrameStack, VecNormalize
 
 from sb3_ac_plus import OneStepAC
 from sb3_ac_plus.zoo import ALGOS, load_hyperparameters, make_model_and_env, parse_config, parse_policy_kwargs
-from sb3_ac_plus.zoo.config import DEFAULT_CONFIG_DIR
+from sb3_ac_plus.zoo.config import DEFAULT_CONFIG_DIR, config_path
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG_DIR = REPO / "sb3_ac_plus" / "zoo_configs"
@@ -50,9 +50,13 @@ def write_config(tmp_path: Path, algo: str, text: str) -> Path:
 
 
 def test_default_config_dir_is_the_package_folder() -> None:
-    import sb3_ac_plus
+    """The configs are package data: found inside the installed package, editable or not, from any working folder."""
+    from importlib.resources import files
 
-    assert DEFAULT_CONFIG_DIR == CONFIG_DIR == Path(sb3_ac_plus.__file__).parent / "zoo_configs"
+    assert DEFAULT_CONFIG_DIR == CONFIG_DIR == Path(str(files("sb3_ac_plus") / "zoo_configs"))
+    for algo in ALGOS:
+        assert config_path(algo).parent == DEFAULT_CONFIG_DIR
+        assert load_hyperparameters(algo, "CartPole-v1")["n_timesteps"] >= 1
     assert load_hyperparameters("ppo", "CartPole-v1") == load_hyperparameters("ppo", "CartPole-v1", CONFIG_DIR)
     assert set(ALGOS) == {"one_step_ac", "a2c", "ppo", "trpo"} and ALGOS["one_step_ac"] is OneStepAC
 

@@ -14,7 +14,12 @@ from scipy import stats
 
 
 def iqm(scores: Sequence[float] | np.ndarray) -> float:
-    """Interquartile mean: the mean of the middle 50% of the scores (25% trimmed from each end)."""
+    """Interquartile mean: the mean of the middle 50% of the scores, ``scipy.stats.trim_mean(scores, 0.25)``.
+
+    :param scores: one score per run (seed)
+    :return: the IQM
+    :raises ValueError: for no score
+    """
     values = np.asarray(scores, dtype=float)
     if values.size == 0:
         raise ValueError("iqm of an empty sequence")
@@ -27,7 +32,10 @@ def iqm_with_ci(
     """IQM of the scores with a percentile bootstrap confidence interval (``scipy.stats.bootstrap``).
 
     With one task, the stratified bootstrap resamples the runs (seeds) with replacement. With one score, or scores
-    that are all equal, there is nothing to resample: the interval is the point itself.
+    that are all equal, there is nothing to resample (SciPy refuses a single observation, and its BCa interval is NaN
+    for equal ones): the interval is the point itself, ``[x, x]``. A percentile interval need not contain its point
+    estimate (with few seeds the bootstrap distribution of a trimmed mean is lumpy and can be skewed); it is widened
+    to contain it, so that a summary never shows an IQM outside its interval.
 
     :param scores: one score per run (seed)
     :param confidence: coverage of the interval
@@ -49,13 +57,17 @@ def iqm_with_ci(
         rng=np.random.default_rng(seed),
     )
     lower, upper = result.confidence_interval
-    # The percentile interval of a trimmed mean can miss the point estimate by rounding on tiny samples.
     return point, float(min(lower, point)), float(max(upper, point))
 
 
 def steps_to_threshold(steps: Sequence[int], returns: Sequence[float], threshold: float | None) -> float:
-    """Env steps at the first evaluation whose mean return reaches ``threshold``; ``inf`` if none does, ``nan`` if the
-    env has no threshold."""
+    """Env steps at the first evaluation whose mean return reaches ``threshold``.
+
+    :param steps: env steps of each evaluation
+    :param returns: mean return of each evaluation
+    :param threshold: the env's reward threshold, or None
+    :return: the steps; ``inf`` if no evaluation reaches the threshold, ``nan`` if the env has no threshold
+    """
     if threshold is None:
         return math.nan
     return float(next((step for step, value in zip(steps, returns, strict=True) if value >= threshold), math.inf))
