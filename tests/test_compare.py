@@ -30,6 +30,7 @@ def test_iqm_and_bootstrap_interval() -> None:
     wide = iqm_with_ci(scores, confidence=0.99)
     assert wide[1] <= lower and upper <= wide[2]
     assert steps_to_threshold([0, 300, 600], [10, 500, 20], 475) == 300
+    assert steps_to_threshold([0, 300, 600], [500, 10, 480], 475) == 600  # a lucky untrained policy does not count
     assert steps_to_threshold([0, 300], [10, 20], 475) == math.inf
     assert math.isnan(steps_to_threshold([0, 300], [10, 20], None))
 

@@ -61,7 +61,10 @@ def iqm_with_ci(
 
 
 def steps_to_threshold(steps: Sequence[int], returns: Sequence[float], threshold: float | None) -> float:
-    """Env steps at the first evaluation whose mean return reaches ``threshold``.
+    """Env steps at the first evaluation after training started (steps > 0) whose mean return reaches ``threshold``.
+
+    The evaluation before training does not count: an untrained policy can score high by chance (on CartPole-v1
+    A2C's seed 0 scores 500 before its first update), and a seed did not learn to reach the threshold in 0 steps.
 
     :param steps: env steps of each evaluation
     :param returns: mean return of each evaluation
@@ -70,4 +73,5 @@ def steps_to_threshold(steps: Sequence[int], returns: Sequence[float], threshold
     """
     if threshold is None:
         return math.nan
-    return float(next((step for step, value in zip(steps, returns, strict=True) if value >= threshold), math.inf))
+    hits = (step for step, value in zip(steps, returns, strict=True) if step > 0 and value >= threshold)
+    return float(next(hits, math.inf))
