@@ -19,11 +19,11 @@ from optuna.trial import TrialState
 # `tuning` is a folder of the repository, not part of the installed package
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sb3_ac_plus.tuning import load_hyperparameters, make_model
+from sb3_ac_plus.tuning import make_model, read_block
 from sb3_ac_plus.tuning.cli import main, parse_arguments
 from sb3_ac_plus.tuning.search_spaces import sample_hyperparameters, searched_names
 from sb3_ac_plus.tuning.storage import StorageSpec, open_storage
-from sb3_ac_plus.tuning.zoo_format import format_policy_kwargs, format_zoo_block, parse_policy_kwargs, parse_zoo_yaml
+from sb3_ac_plus.tuning.zoo_format import format_policy_kwargs, format_zoo_block, parse_policy_kwargs
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "tuning" / "optimize.py"
@@ -62,7 +62,7 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 @pytest.mark.parametrize("algo", ["one_step_ac", "a2c", "ppo"])
-def test_sampled_hyperparameters_build_the_model(algo: str) -> None:
+def test_sampled_hyperparameters_build_the_model(algo: str, tmp_path: Path) -> None:
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     for _ in range(6):
         trial = study.ask()
@@ -73,8 +73,9 @@ def test_sampled_hyperparameters_build_the_model(algo: str) -> None:
             assert kwargs["n_steps"] == 1 or kwargs["trace_lambda"] == 0.0
         if algo == "ppo":
             assert kwargs["batch_size"] <= kwargs["n_steps"]
-        block = format_zoo_block("CartPole-v1", kwargs, n_timesteps=1000)
-        model = make_model(algo, parse_zoo_yaml(block), "CartPole-v1", device="cpu")
+        path = tmp_path / f"{algo}.yml"
+        path.write_text(format_zoo_block("CartPole-v1", kwargs, n_timesteps=1000))
+        model = make_model(algo, path, "CartPole-v1", device="cpu")
         assert model.gamma == kwargs["gamma"]
         study.tell(trial, 0.0)
 
@@ -209,12 +210,12 @@ def test_default_algorithm_end_to_end_then_resume(tmp_path: Path, capsys: pytest
     assert best.user_attrs["env_steps"] >= 2 * 600 and len(best.user_attrs["seed_scores"]) == 2
     assert len(best.intermediate_values) == 2
 
-    hyperparameters = load_hyperparameters(study_dir / "best_hyperparameters.yml")
-    assert hyperparameters.env_id == "CartPole-v1" and hyperparameters.n_timesteps == 600
-    assert hyperparameters.kwargs["learning_rate"] == best.params["learning_rate"]  # real names and values
+    env_id, block = read_block(study_dir / "best_hyperparameters.yml")
+    assert env_id == "CartPole-v1" and block["n_timesteps"] == 600
+    assert block["learning_rate"] == best.params["learning_rate"]  # real names and values
     assert "one_minus_gamma" not in (study_dir / "best_hyperparameters.yml").read_text()
     model = make_model("one_step_ac", study_dir / "best_hyperparameters.yml", seed=0, device="cpu")
-    assert model.n_envs == hyperparameters.n_envs == best.params["n_envs"]  # the trial's VecEnv, rebuilt
+    assert model.n_envs == block["n_envs"] == best.params["n_envs"]  # the trial's VecEnv, rebuilt
     model.learn(50)
     assert model.num_timesteps == 50 + (-50 % model.n_envs)  # whole VecEnv steps
 

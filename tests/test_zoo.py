@@ -195,10 +195,29 @@ def test_malicious_strings_never_run(tmp_path: Path, template: str) -> None:
     assert not marker.exists()
 
 
-def test_tuning_uses_the_package_parser() -> None:
+def test_tuning_uses_the_package_parser_and_reader() -> None:
+    from sb3_ac_plus import zoo
     from sb3_ac_plus.tuning import zoo_format
 
     assert zoo_format.parse_policy_kwargs is parse_policy_kwargs
+    assert zoo_format.read_block is zoo.read_block
+
+
+def test_read_block_of_any_file(tmp_path: Path) -> None:
+    from sb3_ac_plus.zoo import read_block
+
+    path = tmp_path / "best.yml"
+    path.write_text("Pendulum-v1:\n  n_timesteps: 100\n  gamma: 0.9\n")
+    assert read_block(path) == ("Pendulum-v1", {"n_timesteps": 100, "gamma": 0.9})
+    assert read_block(path, "Pendulum-v1")[1]["gamma"] == 0.9
+    with pytest.raises(ValueError, match=r"no block for 'CartPole-v1'.*Pendulum-v1"):
+        read_block(path, "CartPole-v1")
+    path.write_text("A-v0:\n  n_timesteps: 1\nB-v0:\n  n_timesteps: 1\n")
+    with pytest.raises(ValueError, match=r"several blocks.*say which env_id"):
+        read_block(path)
+    path.write_text("- 1\n- 2\n")
+    with pytest.raises(ValueError, match="expected a mapping"):
+        read_block(path)
 
 
 def test_rl_zoo3_trains_one_step_ac(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,11 +9,11 @@ anywhere. The modules, in the order a trial meets them:
 - :mod:`sb3_ac_plus.tuning.storage`: where the study lives (journal file, SQLite, PostgreSQL), how dead workers are found.
 - :mod:`sb3_ac_plus.tuning.study_setup`: samplers, pruners, creating or resuming a study.
 - :mod:`sb3_ac_plus.tuning.workers`: worker processes, the trial budget they share and the cap across all workers.
-- :mod:`sb3_ac_plus.tuning.zoo_format`: best hyperparameters as an rl-zoo YAML block, and back into constructor kwargs.
+- :mod:`sb3_ac_plus.tuning.zoo_format`: best hyperparameters as an rl-zoo YAML block, and a model built from one.
 - :mod:`sb3_ac_plus.tuning.outputs`: CSV, plots and the printed summary.
 - :mod:`sb3_ac_plus.tuning.cli`: the command line.
 """
 
-from sb3_ac_plus.tuning.zoo_format import load_hyperparameters, make_model
+from sb3_ac_plus.tuning.zoo_format import make_model, read_block
 
-__all__ = ["load_hyperparameters", "make_model"]
+__all__ = ["make_model", "read_block"]

@@ -12,7 +12,7 @@
 """
 
 from sb3_ac_plus.zoo.algorithms import ALGOS
-from sb3_ac_plus.zoo.config import DEFAULT_CONFIG_DIR, ZooConfig, load_hyperparameters, parse_config
+from sb3_ac_plus.zoo.config import DEFAULT_CONFIG_DIR, ZooConfig, load_hyperparameters, parse_config, read_block
 from sb3_ac_plus.zoo.loader import make_env, make_model_and_env
 from sb3_ac_plus.zoo.policy_kwargs import SAFE_NAMES, format_policy_kwargs, parse_policy_kwargs
 
@@ -27,4 +27,5 @@ __all__ = [
     "make_model_and_env",
     "parse_config",
     "parse_policy_kwargs",
+    "read_block",
 ]

@@ -232,6 +232,30 @@ def config_path(algo: str, config_dir: str | Path | None = None) -> Path:
     return path
 
 
+def read_block(path: str | Path, env_id: str | None = None) -> tuple[str, dict[str, Any]]:
+    """The raw block of ``env_id`` in any zoo YAML file, as written (e.g. the tuner's ``best_hyperparameters.yml``).
+
+    :param path: the YAML file
+    :param env_id: the block to read; may be omitted when the file holds a single block
+    :return: the env id and its block (a new dict)
+    :raises ValueError: when the file is not a mapping of blocks, or the block is missing (the known ones listed)
+    """
+    path = Path(path)
+    blocks = yaml.safe_load(path.read_text())
+    if not isinstance(blocks, dict) or not blocks:
+        raise ValueError(f"{path}: expected a mapping from env id to hyperparameters")
+    if env_id is None:
+        if len(blocks) != 1:
+            raise ValueError(f"{path} has several blocks ({', '.join(map(str, blocks))}): say which env_id to read")
+        env_id = str(next(iter(blocks)))
+    if env_id not in blocks:
+        raise ValueError(f"no block for {env_id!r} in {path}; it has: {', '.join(map(str, blocks))}")
+    block = blocks[env_id]
+    if not isinstance(block, dict):
+        raise ValueError(f"{env_id}: expected a mapping of hyperparameters in {path}, got {block!r}")
+    return env_id, dict(block)
+
+
 def load_hyperparameters(algo: str, env_id: str, config_dir: str | Path | None = None) -> dict[str, Any]:
     """The raw block of ``env_id`` in ``<config_dir>/<algo>.yml``, as written in the file.
 
@@ -241,13 +265,4 @@ def load_hyperparameters(algo: str, env_id: str, config_dir: str | Path | None =
     :return: the block (a new dict)
     :raises ValueError: for an unknown algorithm or env id, listing the known ones
     """
-    path = config_path(algo, config_dir)
-    blocks = yaml.safe_load(path.read_text())
-    if not isinstance(blocks, dict):
-        raise ValueError(f"{path}: expected a mapping from env id to hyperparameters")
-    if env_id not in blocks:
-        raise ValueError(f"no block for {env_id!r} in {path}; it has: {', '.join(map(str, blocks))}")
-    block = blocks[env_id]
-    if not isinstance(block, dict):
-        raise ValueError(f"{env_id}: expected a mapping of hyperparameters in {path}, got {block!r}")
-    return dict(block)
+    return read_block(config_path(algo, config_dir), env_id)[1]
