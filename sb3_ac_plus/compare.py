@@ -22,10 +22,11 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import gymnasium as gym
 import pandas as pd
+import yaml
 from tqdm import tqdm
 
 from sb3_ac_plus.common.arguments import positive_int
@@ -54,26 +55,66 @@ def results_dir(output_dir: Path, overwrite: bool) -> Path:
     return stamped
 
 
+class Variant(NamedTuple):
+    """What one row of the comparison trains: an algorithm's config, with some keys replaced."""
+
+    label: str
+    algo: str
+    overrides: dict[str, Any]
+    from_defaults: bool = False
+    """start from the algorithm's own defaults on one env instead of its config block"""
+
+
+def parse_variant(text: str) -> Variant:
+    """
+    ``LABEL=ALGO[@defaults][:KEY=VALUE,KEY=VALUE...]``, e.g. ``pink=one_step_ac:noise_beta=1.0``; values are read as
+    YAML scalars (``8`` an int, ``1e-3`` a string: write ``1.0e-3``; ``lin_7e-4`` a schedule, as in the configs).
+    ``ALGO@defaults`` starts from the algorithm's defaults on one env (no config block).
+
+    :raises argparse.ArgumentTypeError: for a malformed variant
+    """
+    label, _, rest = text.partition("=")
+    algo, _, settings = rest.partition(":")
+    if not label or not algo:
+        raise argparse.ArgumentTypeError(f"expected LABEL=ALGO[:KEY=VALUE,...], got {text!r}")
+    algo, at, base = algo.partition("@")
+    if at and base != "defaults":
+        raise argparse.ArgumentTypeError(f"{text!r}: ALGO@{base}: only ALGO@defaults is known")
+    overrides: dict[str, Any] = {}
+    for item in filter(None, settings.split(",")):
+        key, equals, value = item.partition("=")
+        if not equals or not key:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected KEY=VALUE, got {item!r}")
+        overrides[key] = yaml.safe_load(value)
+    return Variant(label, algo, overrides, from_defaults=bool(at))
+
+
 def run_all(
-    jobs: Sequence[tuple[str, int]], env_id: str, workers: int, progress: bool = True, **kwargs: Any
+    jobs: Sequence[tuple[Variant, int]], env_id: str, workers: int, progress: bool = True, **kwargs: Any
 ) -> list[RunResult]:
-    """Run ``train_and_evaluate`` for every ``(algo, seed)``; with ``workers > 1`` in that many spawned processes."""
+    """Run ``train_and_evaluate`` for every ``(variant, seed)``; with ``workers > 1`` in that many spawned processes."""
     bar = tqdm(total=len(jobs), desc=f"{env_id} runs", unit="run", disable=not progress)
     results = []
+
+    def arguments(variant: Variant, seed: int) -> dict[str, Any]:
+        block: dict[str, Any] | None = {} if variant.from_defaults else None
+        return dict(algo=variant.algo, env_id=env_id, seed=seed, overrides=variant.overrides, label=variant.label, block=block)
+
     if workers == 1:
-        for algo, seed in jobs:
-            results.append(train_and_evaluate(algo, env_id, seed, **kwargs))
+        for variant, seed in jobs:
+            results.append(train_and_evaluate(**arguments(variant, seed), **kwargs))
             bar.update()
     else:
         # forkserver/spawn: a fork would copy the parent's torch threads and locks into the workers.
         method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
-            futures = [pool.submit(train_and_evaluate, algo, env_id, seed, **kwargs) for algo, seed in jobs]
+            futures = [pool.submit(train_and_evaluate, **arguments(variant, seed), **kwargs) for variant, seed in jobs]
             for future in as_completed(futures):
                 results.append(future.result())
                 bar.update()
     bar.close()
-    return sorted(results, key=lambda result: ([algo for algo, _ in jobs].index(result.algo), result.seed))
+    labels = list(dict.fromkeys(variant.label for variant, _ in jobs))
+    return sorted(results, key=lambda result: (labels.index(result.algo), result.seed))
 
 
 def runs_table(results: Sequence[RunResult]) -> pd.DataFrame:
@@ -108,6 +149,10 @@ def summarize(results: Sequence[RunResult], threshold: float | None) -> dict[str
             "final_return_max": max(finals),
             "threshold": threshold,
             "seeds_reaching_threshold": None if threshold is None else sum(math.isfinite(s) for s in steps_to),
+            # of those, the seeds whose last evaluation is still at the threshold: a solved policy that stays solved
+            "seeds_ending_at_threshold": None
+            if threshold is None
+            else sum(bool(math.isfinite(s) and final >= threshold) for s, final in zip(steps_to, finals, strict=True)),
             "steps_to_threshold": steps_to,
             "seconds_to_threshold": seconds_to,
             # The median of a list with inf beyond its middle is inf: "not reached by most seeds".
@@ -131,7 +176,7 @@ def _reached(value: float, budget: int, unit: str = "") -> str:
 def markdown_table(summary: dict[str, dict[str, Any]], env_id: str, threshold: float | None) -> str:
     shown = "n/a" if threshold is None else f"{threshold:g}"
     lines = [
-        f"| algorithm | final return IQM [95% CI] | seeds reaching {shown} | median steps to {shown} "
+        f"| algorithm | final return IQM [95% CI] | seeds reaching {shown} (still at the end) | median steps to {shown} "
         f"| median training seconds to {shown} | env-steps/s |",
         "|---|---:|---:|---:|---:|---:|",
     ]
@@ -139,7 +184,9 @@ def markdown_table(summary: dict[str, dict[str, Any]], env_id: str, threshold: f
         lower, upper = row["final_return_ci95"]
         budget = max(row["total_steps"])
         reached = (
-            "n/a" if row["seeds_reaching_threshold"] is None else f"{row['seeds_reaching_threshold']}/{len(row['seeds'])}"
+            "n/a"
+            if row["seeds_reaching_threshold"] is None
+            else f"{row['seeds_reaching_threshold']}/{len(row['seeds'])} ({row['seeds_ending_at_threshold']})"
         )
         lines.append(
             f"| {algo} | {row['final_return_iqm']:.1f} [{lower:.1f}, {upper:.1f}] | {reached} "
@@ -169,9 +216,19 @@ def build_parser(algos: Sequence[str]) -> argparse.ArgumentParser:
     parser.add_argument(
         "--algos",
         nargs="+",
-        default=default,
+        default=None,
         choices=list(algos),
         help=f"algorithms to compare (default: {' '.join(default)}; trpo is sb3-contrib's TRPO)",
+    )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        type=parse_variant,
+        default=[],
+        metavar="LABEL=ALGO[:KEY=VALUE,...]",
+        help="also compare ALGO's config with keys replaced, as its own row LABEL (repeatable), e.g. "
+        "pink=one_step_ac:noise_beta=1.0 or 8envs=one_step_ac:n_envs=8; with --variant only, no --algos run "
+        "unless given",
     )
     parser.add_argument("--seeds", type=positive_int, default=10, help="seeds per algorithm, 0..N-1 (default: 10)")
     parser.add_argument(
@@ -201,6 +258,17 @@ def parse_args(argv: Sequence[str] | None, algos: Sequence[str]) -> argparse.Nam
     args = parser.parse_args(argv)
     if args.env not in gym.registry:
         parser.error(f"--env: unknown Gymnasium env id {args.env!r}")
+    if args.algos is None:
+        args.algos = [] if args.variant else [algo for algo in algos if algo in DEFAULT_COMPARED] or list(algos)
+    for variant in args.variant:
+        if variant.from_defaults and args.budget is None:
+            parser.error(f"--variant {variant.label}: {variant.algo}@defaults has no config budget; give --budget")
+        if variant.algo not in algos:
+            parser.error(f"--variant {variant.label}: unknown algorithm {variant.algo!r}; choose from {', '.join(algos)}")
+    labels = [*args.algos, *(variant.label for variant in args.variant)]
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        parser.error(f"--algos/--variant: each row needs its own label; repeated: {', '.join(repeated)}")
     return args
 
 
@@ -208,7 +276,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
     from sb3_ac_plus.zoo import ALGOS, load_hyperparameters  # imported here: tests stand in for the zoo
 
     args = parse_args(argv, list(ALGOS))
-    for algo in args.algos:
+    variants = [Variant(algo, algo, {}) for algo in args.algos] + args.variant
+    for algo in dict.fromkeys(variant.algo for variant in variants):
         try:
             load_hyperparameters(algo, args.env, config_dir=args.config_dir)
         except (KeyError, ValueError, FileNotFoundError) as error:
@@ -216,7 +285,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
     output_dir = results_dir(args.output_dir or Path("results") / "compare" / args.env, args.overwrite)
     threshold = reward_threshold(args.env)
 
-    jobs = [(algo, seed) for algo in args.algos for seed in range(args.seeds)]
+    jobs = [(variant, seed) for variant in variants for seed in range(args.seeds)]
     start = time.perf_counter()
     results = run_all(
         jobs,
@@ -236,6 +305,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
     runs = runs_table(results)
     runs.to_csv(output_dir / "runs.csv", index=False)
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    settings["variant"] = [variant._asdict() for variant in args.variant]
     with open(output_dir / "summary.json", "w") as file:
         saved = {"env": args.env, "settings": settings, "wall_seconds": elapsed, "summary": summary}
         json.dump(_json_safe(saved), file, indent=1, allow_nan=False)

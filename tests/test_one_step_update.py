@@ -302,3 +302,98 @@ def test_large_steps_diverge_with_sgd_but_not_obgd_and_no_nan_is_written() -> No
     with pytest.raises(NonFiniteError, match="step"):
         sgd.learn(300, log_interval=None)
     assert th.isfinite(sgd._flat_params).all()
+
+
+@pytest.mark.parametrize("fast", [True, False])
+@pytest.mark.parametrize("continuous", [False, True])
+def test_adaptive_obgd_matches_hand_computed_reference(fast: bool, continuous: bool) -> None:
+    """Three steps of AdaptiveObGD with traces, replayed by hand: e <- gamma lambda e + g, v <- b2 v + (1 - b2)
+    (delta e)^2, d = e / sqrt(v / (1 - b2^t) + eps), theta += lr / max(1, lr kappa max(|delta|, 1) |d|_1) delta d."""
+    from sb3_ac_plus.one_step_ac.second_moments import BETA2, EPS
+
+    lam, n_steps = 0.5, 3
+    env = RecordingEnv(continuous=continuous)
+    model = _model(env, fast, update_rule="adaptive_obgd", trace_lambda=lam, learning_rate=0.5, critic_learning_rate=2.0)
+    before = _params(model)
+    model.learn(n_steps, log_interval=None)
+    assert (model._backend.name == "numpy") == fast
+    assert model._actor_moments.count == n_steps
+
+    policy = model.policy
+    with th.no_grad():
+        for p, value in zip(model._trained_params, before, strict=True):
+            p.copy_(value)
+    state = {
+        part: {"e": th.zeros(flat.numel()), "v": th.zeros(flat.numel())}
+        for part, flat in (("actor", model._flat_actor), ("critic", model._flat_critic))
+    }
+    for t in range(n_steps):
+        obs_t = th.as_tensor(env.observations[t][None])
+        values = critic_values(policy, obs_t)
+        with th.no_grad():
+            next_value = critic_values(policy, th.as_tensor(env.observations[t + 1][None]))[0]
+        delta = (env.rewards[t] + GAMMA * next_value - values[0]).detach()
+        actor = actor_outputs(policy, obs_t, th.as_tensor(np.asarray(env.actions[t])[None]))
+        grads = {
+            "actor": th.cat([g.reshape(-1) for g in th.autograd.grad(actor.log_prob[0], model._actor_params)]),
+            "critic": th.cat([g.reshape(-1) for g in th.autograd.grad(values[0], model._critic_params)]),
+        }
+        settings = {"actor": (0.5, model.actor_kappa), "critic": (2.0, model.critic_kappa)}
+        updates = {}
+        for part, (lr, kappa) in settings.items():
+            e = state[part]["e"] = GAMMA * lam * state[part]["e"] + grads[part]
+            v = state[part]["v"] = BETA2 * state[part]["v"] + (1 - BETA2) * (delta * e) ** 2
+            direction = e / th.sqrt(v / (1 - BETA2 ** (t + 1)) + EPS)
+            step = lr / max(1.0, lr * kappa * max(abs(float(delta)), 1.0) * float(direction.abs().sum()))
+            updates[part] = step * delta * direction
+        with th.no_grad():
+            model._flat_actor.add_(updates["actor"])
+            model._flat_critic.add_(updates["critic"])
+    expected = _params(model)
+    model_again = _model(
+        RecordingEnv(continuous=continuous),
+        fast,
+        update_rule="adaptive_obgd",
+        trace_lambda=lam,
+        learning_rate=0.5,
+        critic_learning_rate=2.0,
+    )
+    model_again.learn(n_steps, log_interval=None)
+    for got, want in zip(_params(model_again), expected, strict=True):
+        assert th.allclose(got, want, atol=1e-5), (got - want).abs().max()
+    assert th.allclose(model_again._critic_moments.moments, state["critic"]["v"], rtol=1e-4, atol=1e-12)
+
+
+def _two_env_update(combine_envs: str, n_envs: int = 2, **kwargs) -> tuple[th.Tensor, th.Tensor, OneStepAC]:
+    envs = DummyVecEnv([RecordingEnv for _ in range(n_envs)])
+    params = dict(learning_rate=0.5, critic_learning_rate=2.0, gamma=GAMMA, seed=3, combine_envs=combine_envs)
+    model = OneStepAC("MlpPolicy", envs, **{**params, **kwargs})
+    before = model._flat_params.clone()
+    model.learn(n_envs, log_interval=None)  # one VecEnv step
+    return before, model._flat_params.clone(), model
+
+
+@pytest.mark.parametrize("rule", ["obgd", "sgd", "adaptive_obgd"])
+def test_envs_updates_are_summed_or_averaged(rule: str) -> None:
+    before, after_sum, _ = _two_env_update("sum", update_rule=rule)
+    same_before, after_mean, _ = _two_env_update("mean", update_rule=rule)
+    assert th.equal(before, same_before)
+    assert not th.allclose(after_sum, before)
+    # The same per-env updates: their sum is twice their mean.
+    assert th.allclose(after_sum - before, 2.0 * (after_mean - before), atol=1e-6)
+
+
+def test_bounded_sum_bounds_the_combined_update_as_one() -> None:
+    # Large step sizes: ObGD's bound is active, so each env's update has an L1 norm of 1 / kappa (|delta| >= 1).
+    kwargs = dict(learning_rate=100.0, critic_learning_rate=100.0, normalize_rewards=False, trace_lambda=0.0)
+    before, after_sum, model = _two_env_update("sum", n_envs=4, **kwargs)
+    _, after_bounded, _ = _two_env_update("bounded_sum", n_envs=4, **kwargs)
+    n_actor = model._flat_actor.numel()
+    summed = float((after_sum - before)[:n_actor].abs().sum())
+    bounded = float((after_bounded - before)[:n_actor].abs().sum())
+    assert bounded <= 1.0 / model.actor_kappa * (1 + 1e-4)
+    assert summed > 1.5 / model.actor_kappa  # four bounded updates add up past one bound
+    # At one env the two rules are the same.
+    one_before, one_sum, _ = _two_env_update("sum", n_envs=1, **kwargs)
+    _, one_bounded, _ = _two_env_update("bounded_sum", n_envs=1, **kwargs)
+    assert th.equal(one_sum, one_bounded) and not th.equal(one_sum, one_before)

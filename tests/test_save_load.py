@@ -26,13 +26,19 @@ CONFIGS = {
     "adam-optimizer-no-normalisers": dict(
         update_rule="optimizer", trace_lambda=0.0, learning_rate=1e-3, normalize_observations=False, normalize_rewards=False
     ),
+    "adaptive-obgd-second-moments": dict(update_rule="adaptive_obgd"),
+    "adaptive-obgd-torch-path-2-envs": dict(update_rule="adaptive_obgd", _fast=False, n_envs=2),
+    "pink-noise-fast-path": dict(_env="Pendulum-v1", noise_beta=1.0),
+    "red-noise-torch-path-2-envs": dict(_env="Pendulum-v1", noise_beta=2.0, _fast=False, n_envs=2),
+    "gsde-2-envs": dict(_env="Pendulum-v1", use_sde=True, n_envs=2),
+    "gsde-sample-freq": dict(_env="Pendulum-v1", use_sde=True, sde_sample_freq=16),
 }
 
 
 def _make(config: dict, env_seed: int = 7) -> OneStepAC:
     config = dict(config)
     fast = config.pop("_fast", True)
-    env = make_vec_env("CartPole-v1", n_envs=config.pop("n_envs", 1), seed=env_seed)
+    env = make_vec_env(config.pop("_env", "CartPole-v1"), n_envs=config.pop("n_envs", 1), seed=env_seed)
     model = OneStepAC("MlpPolicy", env, seed=0, **config)
     model._use_fast_path = fast
     return model
@@ -66,6 +72,13 @@ def test_resume_from_saved_model_equals_uninterrupted_run(name: str, tmp_path) -
         assert (getattr(resumed, state) is None) == (getattr(uninterrupted, state) is None)
     if uninterrupted._reward_scaler is not None:
         assert resumed._reward_scaler.stats.count == uninterrupted._reward_scaler.stats.count == 1400
+    if uninterrupted._actor_moments is not None:
+        assert resumed._actor_moments.count == uninterrupted._actor_moments.count == 1400 // resumed.n_envs
+        assert th.equal(resumed._critic_moments.moments, uninterrupted._critic_moments.moments)
+    if uninterrupted._colored_noise is not None:
+        assert np.array_equal(resumed._colored_noise.sequences, uninterrupted._colored_noise.sequences)
+    if uninterrupted._sde_noise is not None:
+        assert th.equal(resumed._sde_noise.eps, uninterrupted._sde_noise.eps)
 
 
 def _raw_pendulum_observations() -> np.ndarray:

@@ -134,17 +134,26 @@ def train_and_evaluate(
     eval_episodes: int = 10,
     config_dir: str | Path | None = None,
     save_path: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    label: str | None = None,
+    block: dict[str, Any] | None = None,
 ) -> RunResult:
     """Build ``algo`` and its VecEnv from the zoo config for ``env_id``, train it for ``budget`` env steps (the config's
     ``n_timesteps`` if None; training stops at the first step that reaches it, mid-rollout if need be) with a periodic
     evaluation, and optionally save the model.
 
     Torch runs single-threaded: several of these run side by side, one per worker process.
+
+    :param overrides: keys that replace the config's (``n_envs=8``, ``noise_beta=1.0``...), checked as the config's are
+    :param label: the name the result goes by (default: ``algo``), to tell variants of one algorithm apart
+    :param block: the block to start from instead of the config's (``{}``: the algorithm's defaults on one env)
     """
     from sb3_ac_plus.zoo import make_model_and_env  # imported here: tests stand in for the zoo
 
     th.set_num_threads(1)
-    model, vec_env, n_timesteps = make_model_and_env(algo, env_id, seed=seed, config_dir=config_dir, n_timesteps=budget)
+    model, vec_env, n_timesteps = make_model_and_env(
+        algo, env_id, seed=seed, config_dir=config_dir, n_timesteps=budget, block=block, **(overrides or {})
+    )
     callback = PeriodicEvaluation(make_eval_env(model, env_id, seed), eval_freq, eval_episodes, budget=int(n_timesteps))
     start = time.perf_counter()
     model.learn(int(n_timesteps), callback=callback)
@@ -156,4 +165,4 @@ def train_and_evaluate(
     vec_env.close()
     callback.eval_env.close()
     last = callback.points[-1]
-    return RunResult(algo, env_id, seed, model.num_timesteps, last.train_seconds, wall, callback.points)
+    return RunResult(label or algo, env_id, seed, model.num_timesteps, last.train_seconds, wall, callback.points)

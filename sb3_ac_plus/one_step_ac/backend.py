@@ -22,8 +22,12 @@ class ActorCriticBackend(Protocol):
     def observe(self, raw_obs: Any) -> Any:
         """:return: the networks' input for raw observations from the VecEnv (normalised with the current statistics)"""
 
-    def act(self, obs: Any) -> tuple[Any, Any]:
-        """:return: sampled actions ``(n_envs, ...)`` and what :meth:`row_gradients` needs of the actor's pass"""
+    def act(self, obs: Any, noise: Any = None) -> tuple[Any, Any]:
+        """
+        :param noise: the standard-normal draws of diagonal Gaussian actions ``(n_envs, action_dim)`` (NumPy), e.g.
+            colored noise; None draws white noise with the backend's generator
+        :return: sampled actions ``(n_envs, ...)`` and what :meth:`row_gradients` needs of the actor's pass
+        """
 
     def values(self, obs: Any, next_obs: Any) -> tuple[Any, Any, Any]:
         """

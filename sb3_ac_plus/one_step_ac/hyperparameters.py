@@ -7,7 +7,8 @@ from gymnasium import spaces
 from stable_baselines3.common.type_aliases import Schedule
 from torch import nn
 
-UPDATE_RULES = ("obgd", "sgd", "optimizer")
+UPDATE_RULES = ("obgd", "adaptive_obgd", "sgd", "optimizer")
+COMBINE_ENVS = ("sum", "bounded_sum", "mean")
 
 _SUPPORTED_ACTION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
 _SUPPORTED_OBSERVATION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary, spaces.Dict)
@@ -42,6 +43,10 @@ def check_hyperparameters(
     update_rule: str,
     actor_kappa: float,
     critic_kappa: float,
+    combine_envs: str,
+    sde_sample_freq: int,
+    noise_beta: float,
+    use_sde: bool,
     clip_obs: float,
 ) -> None:
     """Raise a ValueError naming the first invalid hyperparameter and what is allowed."""
@@ -56,6 +61,16 @@ def check_hyperparameters(
         raise ValueError(f"ent_coef must be a finite float >= 0, got {ent_coef!r}")
     if update_rule not in UPDATE_RULES:
         raise ValueError(f"update_rule must be one of {UPDATE_RULES}, got {update_rule!r}")
+    if combine_envs not in COMBINE_ENVS:
+        raise ValueError(f"combine_envs must be one of {COMBINE_ENVS}, got {combine_envs!r}")
+    is_int = isinstance(sde_sample_freq, (int, np.integer)) and not isinstance(sde_sample_freq, bool)
+    if not is_int or not (sde_sample_freq == -1 or sde_sample_freq >= 1):
+        raise ValueError(f"sde_sample_freq must be an integer >= 1, or -1 (only at episode starts), got {sde_sample_freq!r}")
+    is_number = isinstance(noise_beta, (int, float)) and not isinstance(noise_beta, bool)
+    if not is_number or not (math.isfinite(noise_beta) and noise_beta >= 0.0):
+        raise ValueError(f"noise_beta must be a finite float >= 0 (0 white, 1 pink, 2 red noise), got {noise_beta!r}")
+    if noise_beta > 0.0 and use_sde:
+        raise ValueError(f"noise_beta={noise_beta} with use_sde=True: choose one kind of correlated exploration")
     for name, value in (("actor_kappa", actor_kappa), ("critic_kappa", critic_kappa), ("clip_obs", clip_obs)):
         if not (math.isfinite(value) and value > 0.0):
             raise ValueError(f"{name} must be a positive finite float, got {value!r}")

@@ -178,19 +178,23 @@ class NumpyActorCritic:
         self.n_params = n_params
         self._grads: np.ndarray | None = None
 
-    def act(self, obs: np.ndarray, generator: th.Generator | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    def act(
+        self, obs: np.ndarray, generator: th.Generator | None = None, noise: np.ndarray | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         """
         Sample actions (with a torch generator, drawing what the torch backend draws) and keep what the update needs.
 
         :param obs: normalised observations ``(n_envs, obs_dim)``, float32
         :param generator: the random generator (None: torch's global one)
+        :param noise: the standard-normal draws of Gaussian actions ``(n_envs, action_dim)``; None draws them
         :return: the actions and the actor's forward state
         """
         out, cache = self.actor.forward(obs)
         state: dict[str, Any] = {"cache": cache}
         if self.gaussian:
             std = np.exp(self.log_std)
-            noise = th.randn(out.shape, generator=generator).numpy()
+            if noise is None:
+                noise = th.randn(out.shape, generator=generator).numpy()
             actions = out + std * noise
             state.update(mean=out, std=std, noise=noise)
             return actions.astype(np.float32), state
@@ -296,8 +300,8 @@ class NumpyBackend:
             return np.asarray(raw_obs, dtype=np.float32)
         return self.stats.normalize_numpy(raw_obs)
 
-    def act(self, obs: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
-        return self.networks.act(obs, self.generator)
+    def act(self, obs: np.ndarray, noise: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        return self.networks.act(obs, self.generator, noise)
 
     def values(self, obs: np.ndarray, next_obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, ForwardCache]:
         n_rows = obs.shape[0]

@@ -9,6 +9,7 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.distributions import DiagGaussianDistribution
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
@@ -16,11 +17,13 @@ from stable_baselines3.common.utils import FloatSchedule, obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_ac_plus.one_step_ac.backend import ActorCriticBackend
+from sb3_ac_plus.one_step_ac.exploration import ColoredNoise, StateDependentNoise
 from sb3_ac_plus.one_step_ac.flat_parameters import flatten_parameters_, is_view_of
 from sb3_ac_plus.one_step_ac.numpy_backend import NumpyBackend, supports_fast_path
 from sb3_ac_plus.one_step_ac.observations import all_finite, obs_row, stack_obs_rows, with_terminal_obs
 from sb3_ac_plus.one_step_ac.torch_backend import TorchBackend, actor_outputs, critic_values
 from sb3_ac_plus.one_step_ac.reward_scaling import RewardScaler, ScaledRewards
+from sb3_ac_plus.one_step_ac.second_moments import SecondMoments
 from sb3_ac_plus.one_step_ac.trace_updates import EligibilityTraces, add_weighted_, l1_norms, obgd_step_sizes, update_is_safe
 from sb3_ac_plus.one_step_ac.hyperparameters import check_hyperparameters, check_online_modules, check_spaces
 from sb3_ac_plus.one_step_ac.policies import POLICY_ALIASES
@@ -111,11 +114,34 @@ class OneStepAC(OnPolicyAlgorithm):
         env and reset at episode ends. 0 is the textbook one-step actor-critic.
     :param ent_coef: entropy coefficient, >= 0
     :param update_rule: how traces become updates: ``"obgd"`` (stream AC(lambda)'s overshooting-bounded step size),
-        ``"sgd"`` (plain ``lr * delta * trace``) or ``"optimizer"`` (the loss of the one-step actor-critic minimised by
-        the policy's torch optimizer, ``policy_kwargs=dict(optimizer_class=...)``, Adam by default; needs
-        ``trace_lambda == 0``)
+        ``"adaptive_obgd"`` (stream AC(lambda)'s AdaptiveObGD: the trace divided element-wise by the RMS of past
+        updates ``delta * trace``, as Adam does, then ObGD's bound; see
+        :mod:`~sb3_ac_plus.one_step_ac.second_moments`), ``"sgd"`` (plain ``lr * delta * trace``) or ``"optimizer"``
+        (the loss of the one-step actor-critic minimised by the policy's torch optimizer,
+        ``policy_kwargs=dict(optimizer_class=...)``, Adam by default; needs ``trace_lambda == 0``)
     :param actor_kappa: ObGD bound strength for the actor (> 0; larger gives smaller steps)
     :param critic_kappa: ObGD bound strength for the critic (> 0)
+    :param combine_envs: how the updates of the envs of one VecEnv step combine into one parameter update:
+
+        - ``"sum"`` (default): each env's update is bounded on its own (ObGD) and the updates are added, so every
+          env-step moves the parameters as far as a step of a single env would: sample efficiency per env-step does
+          not fall with ``n_envs`` (it is the update of the envs' transitions taken one after the other, with the
+          parameters of the step's start).
+        - ``"bounded_sum"``: the envs' updates are added and ObGD bounds the sum as a whole (one step size, as if the
+          envs' traces were one trace); at ``n_envs=1`` it is ``"sum"``.
+        - ``"mean"``: the mean of the envs' bounded updates (sb3-ac-plus before 0.2): each env-step moves the
+          parameters ``1 / n_envs`` as far.
+
+        See the docs (``docs/one_step_ac.md``) for the measurements behind the default.
+    :param use_sde: explore with generalised state-dependent exploration (gSDE, as SB3's A2C and PPO; Box actions):
+        the noise is a function of the state, ``latent(s) @ (std * eps)``, with one matrix ``eps`` per env drawn at
+        the start of each of its episodes
+    :param sde_sample_freq: with ``use_sde``, also draw new matrices every ``sde_sample_freq`` steps (updates);
+        -1 only at episode starts
+    :param noise_beta: colored exploration noise for diagonal Gaussian policies: the standard-normal draws of each
+        env follow a sequence with power spectrum ``1 / f ** noise_beta`` (0 white, the default; 1 pink; 2 red), a new
+        sequence at each episode start (see :mod:`~sb3_ac_plus.one_step_ac.exploration`); the per-step distribution
+        of the actions, and so the update, is unchanged. ``predict`` outside ``learn`` draws white noise.
     :param normalize_observations: normalise float vector observations online (running mean and std). The statistics
         live in the policy (``policy.obs_normalizer``), so the model, the policy alone, ``policy.predict`` and
         ``evaluate_policy(model.policy, ...)`` all take raw observations. Needs a policy of this package
@@ -154,6 +180,10 @@ class OneStepAC(OnPolicyAlgorithm):
         update_rule: str = "obgd",
         actor_kappa: float = 3.0,
         critic_kappa: float = 2.0,
+        combine_envs: str = "sum",
+        use_sde: bool = False,
+        sde_sample_freq: int = -1,
+        noise_beta: float = 0.0,
         normalize_observations: bool = True,
         normalize_rewards: bool = True,
         clip_obs: float = 10.0,
@@ -176,11 +206,13 @@ class OneStepAC(OnPolicyAlgorithm):
             update_rule=update_rule,
             actor_kappa=actor_kappa,
             critic_kappa=critic_kappa,
+            combine_envs=combine_envs,
+            sde_sample_freq=sde_sample_freq,
+            noise_beta=noise_beta,
+            use_sde=use_sde,
             clip_obs=clip_obs,
         )
-        if policy_kwargs is not None and policy_kwargs.get("use_sde", False):
-            raise ValueError("policy_kwargs['use_sde']: OneStepAC does not support gSDE exploration; remove it")
-        for key in ("normalize_observations", "clip_obs"):
+        for key in ("normalize_observations", "clip_obs", "use_sde"):
             if policy_kwargs is not None and key in policy_kwargs:
                 raise ValueError(f"policy_kwargs['{key}']: set {key} on OneStepAC itself, which passes it to the policy")
         super().__init__(
@@ -193,8 +225,8 @@ class OneStepAC(OnPolicyAlgorithm):
             ent_coef=ent_coef,
             vf_coef=1.0,
             max_grad_norm=math.inf,
-            use_sde=False,
-            sde_sample_freq=-1,
+            use_sde=use_sde,
+            sde_sample_freq=sde_sample_freq,
             stats_window_size=stats_window_size,
             tensorboard_log=tensorboard_log,
             monitor_wrapper=monitor_wrapper,
@@ -209,6 +241,8 @@ class OneStepAC(OnPolicyAlgorithm):
         self.update_rule = update_rule
         self.actor_kappa = actor_kappa
         self.critic_kappa = critic_kappa
+        self.combine_envs = combine_envs
+        self.noise_beta = noise_beta
         self.normalize_observations = normalize_observations
         self.normalize_rewards = normalize_rewards
         self.clip_obs = clip_obs
@@ -241,12 +275,21 @@ class OneStepAC(OnPolicyAlgorithm):
         # The model's own generator samples the actions, so that saving and loading never touch torch's global one.
         self._generator = th.Generator(device=self.device)
         self._generator.manual_seed(self.seed if self.seed is not None else int(th.randint(2**62, ())))
+        self._check_exploration()
+        self._sde_noise = StateDependentNoise(self.policy, self.n_envs, self._generator) if self.use_sde else None
+        if self._sde_noise is not None:
+            self._sde_noise.apply(self.policy)
         self._split_parameters()
         if self.update_rule == "optimizer":
             self._build_optimizer()
 
         # Online state, kept across learn() calls and saved with the model.
         self._reward_scaler = RewardScaler(self.n_envs, self.gamma) if self.normalize_rewards else None
+        self._actor_moments: SecondMoments | None = None
+        self._critic_moments: SecondMoments | None = None
+        if self.update_rule == "adaptive_obgd":
+            self._actor_moments = SecondMoments(self._flat_actor.numel(), self.device)
+            self._critic_moments = SecondMoments(self._flat_critic.numel(), self.device)
         self._n_updates = 0
         self._reset_episode_state()
         if online_state is not None:
@@ -259,16 +302,28 @@ class OneStepAC(OnPolicyAlgorithm):
         self._reset_log_stats()
 
     def _policy_arguments(self) -> dict[str, Any]:
-        """The policy's keyword arguments: ``policy_kwargs`` and the observation normalisation OneStepAC asks for."""
+        """The policy's keyword arguments: ``policy_kwargs``, gSDE and the observation normalisation OneStepAC asks for."""
         if issubclass(self.policy_class, ConfigurableActorCriticPolicy):
-            return {**self.policy_kwargs, "normalize_observations": self.normalize_observations, "clip_obs": self.clip_obs}
+            return {
+                **self.policy_kwargs,
+                "use_sde": self.use_sde,
+                "normalize_observations": self.normalize_observations,
+                "clip_obs": self.clip_obs,
+            }
         if self.normalize_observations:
             raise ValueError(
                 "normalize_observations=True needs a policy that holds the observation normaliser (a subclass of "
                 f"ConfigurableActorCriticPolicy, as every policy alias of OneStepAC is); {self.policy_class.__name__} "
                 "is not one: pass normalize_observations=False or use one of this package's policies"
             )
-        return self.policy_kwargs
+        return {**self.policy_kwargs, "use_sde": self.use_sde}
+
+    def _check_exploration(self) -> None:
+        if self.noise_beta > 0.0 and type(self.policy.action_dist) is not DiagGaussianDistribution:
+            raise ValueError(
+                f"noise_beta={self.noise_beta}: colored noise needs a diagonal Gaussian policy (Box actions, "
+                f"use_sde=False); this policy's distribution is {type(self.policy.action_dist).__name__}"
+            )
 
     @property
     def obs_normalizer(self) -> ObservationNormalizer | None:
@@ -328,6 +383,13 @@ class OneStepAC(OnPolicyAlgorithm):
             self._actor_traces = EligibilityTraces(self._flat_actor.numel(), self.n_envs, self.device)
             self._critic_traces = EligibilityTraces(self._flat_critic.numel(), self.n_envs, self.device)
         self._windows: list[deque] | None = [deque() for _ in range(self.n_envs)] if self.n_steps > 1 else None
+        self._colored_noise: ColoredNoise | None = None
+        if self.noise_beta > 0.0:
+            seed = int(th.randint(2**62, (), generator=self._generator))
+            action_dim = int(np.prod(self.action_space.shape))  # type: ignore[arg-type]
+            self._colored_noise = ColoredNoise(self.noise_beta, self.n_envs, action_dim, seed)
+        if self.use_sde:
+            self._sde_noise = StateDependentNoise(self.policy, self.n_envs, self._generator)
         if self._reward_scaler is not None:
             self._reward_scaler.reset(self.n_envs)
         self._episode_n_envs = self.n_envs
@@ -360,6 +422,10 @@ class OneStepAC(OnPolicyAlgorithm):
             "_generator",
             "_actor_traces",
             "_critic_traces",
+            "_actor_moments",
+            "_critic_moments",
+            "_colored_noise",
+            "_sde_noise",
             "_reward_scaler",
             "_windows",
             "_n_updates",
@@ -399,6 +465,16 @@ class OneStepAC(OnPolicyAlgorithm):
             state["traces"] = (self._actor_traces.traces.cpu().numpy(), self._critic_traces.traces.cpu().numpy())
         if self._reward_scaler is not None:
             state["reward_scaler"] = self._reward_scaler.state()
+        if self._actor_moments is not None and self._critic_moments is not None:
+            state["second_moments"] = (
+                self._actor_moments.moments.cpu().numpy(),
+                self._critic_moments.moments.cpu().numpy(),
+                self._actor_moments.count,
+            )
+        if self._colored_noise is not None:
+            state["colored_noise"] = self._colored_noise.state()
+        if self._sde_noise is not None:
+            state["sde_noise"] = self._sde_noise.state()
         if self._windows is not None:
             state["windows"] = [
                 [(_to_numpy(obs), _to_numpy(action), reward) for obs, action, reward in window] for window in self._windows
@@ -414,6 +490,14 @@ class OneStepAC(OnPolicyAlgorithm):
             self._critic_traces = EligibilityTraces.from_array(state["traces"][1], self.device)
         if "reward_scaler" in state and self._reward_scaler is not None:
             self._reward_scaler.restore(state["reward_scaler"])
+        if "second_moments" in state and self.update_rule == "adaptive_obgd":
+            actor_moments, critic_moments, count = state["second_moments"]
+            self._actor_moments = SecondMoments.from_array(actor_moments, count, self.device)
+            self._critic_moments = SecondMoments.from_array(critic_moments, count, self.device)
+        if "colored_noise" in state and self.noise_beta > 0.0:
+            self._colored_noise = ColoredNoise.from_state(state["colored_noise"])
+        if "sde_noise" in state and self._sde_noise is not None:
+            self._sde_noise.restore(state["sde_noise"])
         if "windows" in state:
             self._windows = [deque(self._window_entry(*entry) for entry in window) for window in state["windows"]]
 
@@ -430,6 +514,15 @@ class OneStepAC(OnPolicyAlgorithm):
                 return self.policy.unscale_action(env_actions)
             return np.clip(env_actions, self.action_space.low, self.action_space.high)
         return env_actions
+
+    def _exploration_noise(self) -> np.ndarray | None:
+        """
+        The standard-normal draws of this step's Gaussian actions when they are colored (None: the backend draws
+        white noise); with gSDE, sets the exploration matrices for the policy's current std.
+        """
+        if self._sde_noise is not None:
+            self._sde_noise.apply(self.policy)
+        return None if self._colored_noise is None else self._colored_noise.sample()
 
     def _check_obs(self, raw_obs: Any) -> None:
         if not all_finite(raw_obs):
@@ -548,7 +641,7 @@ class OneStepAC(OnPolicyAlgorithm):
         """One step of every env and its update, with ObGD's bounded step or plain SGD, and eligibility traces."""
         backend = self._backend
         assert backend is not None
-        actions, actor = backend.act(self._obs_input)
+        actions, actor = backend.act(self._obs_input, self._exploration_noise())
         step = self._env_step(env, actions)
         # V(s) and V(s') in one pass, both with the parameters and statistics before this step's update.
         values, next_values, critic = backend.values(self._obs_input, backend.observe(step.bootstrap_obs))
@@ -564,7 +657,7 @@ class OneStepAC(OnPolicyAlgorithm):
         """One step of every env and its update by the policy's torch optimizer (``update_rule="optimizer"``)."""
         backend = self._backend
         assert isinstance(backend, TorchBackend)
-        actions, actor = backend.act(self._obs_input)
+        actions, actor = backend.act(self._obs_input, self._exploration_noise())
         step = self._env_step(env, actions)
         values, next_values, values_with_grad = backend.values(self._obs_input, backend.observe(step.bootstrap_obs))
         delta = self._td_errors(step, values, next_values)
@@ -577,7 +670,7 @@ class OneStepAC(OnPolicyAlgorithm):
         assert isinstance(backend, TorchBackend)
         obs = self._obs_input
         with th.no_grad():
-            actions, _ = backend.act(obs)
+            actions, _ = backend.act(obs, self._exploration_noise())
         step = self._env_step(env, actions)
         with th.no_grad():
             next_values = critic_values(self.policy, backend.observe(step.bootstrap_obs))
@@ -668,9 +761,10 @@ class OneStepAC(OnPolicyAlgorithm):
         entropy: Any,
     ) -> PendingUpdate:
         """
-        Propose the traces and the steps ``params += step * delta * trace`` (mean over envs) of the actor's and the
-        critic's parts of the parameter vector, and check them all; nothing is written. Arguments are all torch
-        tensors or all NumPy arrays.
+        Propose the traces and the steps ``params += step * delta * direction`` of the actor's and the critic's parts
+        of the parameter vector (the direction is the trace, divided by the RMS of past updates with
+        ``"adaptive_obgd"``), combined over envs as ``combine_envs`` says, and check them all; nothing is written.
+        Arguments are all torch tensors or all NumPy arrays.
 
         :param delta: TD errors ``(n_rows,)``
         :param actor_grads: gradients of the actor objective ``(n_rows, n_actor_params)``
@@ -689,13 +783,17 @@ class OneStepAC(OnPolicyAlgorithm):
             decay = self.gamma * self.trace_lambda
             actor_grads = self._actor_traces.propose(actor_grads, decay)
             critic_grads = self._critic_traces.propose(critic_grads, decay)
+        if self._actor_moments is not None and self._critic_moments is not None:
+            actor_grads = self._actor_moments.propose(delta, actor_grads)
+            critic_grads = self._critic_moments.propose(delta, critic_grads)
         actor_norms, critic_norms = l1_norms(actor_grads), l1_norms(critic_grads)
-        if self.update_rule == "obgd":
-            actor_steps = obgd_step_sizes(delta, actor_norms, actor_lr, self.actor_kappa)
-            critic_steps = obgd_step_sizes(delta, critic_norms, critic_lr, self.critic_kappa)
-        else:
-            actor_steps, critic_steps = delta * 0.0 + actor_lr, delta * 0.0 + critic_lr
-        scale = delta / self.n_envs
+        actor_steps: Any = actor_lr
+        critic_steps: Any = critic_lr
+        if self.update_rule != "sgd":
+            combined = self.combine_envs == "bounded_sum"
+            actor_steps = obgd_step_sizes(delta, actor_norms, actor_lr, self.actor_kappa, combined)
+            critic_steps = obgd_step_sizes(delta, critic_norms, critic_lr, self.critic_kappa, combined)
+        scale = delta / self.n_envs if self.combine_envs == "mean" else delta
         actor_weights, critic_weights = actor_steps * scale, critic_steps * scale
         if not (update_is_safe(actor_weights, actor_norms) and update_is_safe(critic_weights, critic_norms)):
             raise NonFiniteError(
@@ -709,8 +807,8 @@ class OneStepAC(OnPolicyAlgorithm):
                 float(0.5 * (delta * delta).mean()),
                 float(-(delta * log_prob).mean()),
                 float(entropy.mean()) if entropy is not None else 0.0,
-                float(actor_steps.mean()),
-                float(critic_steps.mean()),
+                _mean(actor_steps),
+                _mean(critic_steps),
             ]
         return PendingUpdate((actor_params, actor_grads, actor_weights), (critic_params, critic_grads, critic_weights), stats)
 
@@ -723,8 +821,17 @@ class OneStepAC(OnPolicyAlgorithm):
                 ended = np.flatnonzero(step.dones) if step.dones.any() else None
                 self._actor_traces.commit(ended)
                 self._critic_traces.commit(ended)
+            if self._actor_moments is not None and self._critic_moments is not None:
+                self._actor_moments.commit()
+                self._critic_moments.commit()
         if update.windows is not None:
             self._windows = update.windows
+        if step.dones.any():
+            ended = np.flatnonzero(step.dones)
+            if self._colored_noise is not None:
+                self._colored_noise.reset(ended)
+            if self._sde_noise is not None:
+                self._sde_noise.resample(ended)
         if step.scaled is not None and self._reward_scaler is not None:
             self._reward_scaler.commit(step.scaled, step.dones)
         backend = self._backend
@@ -740,6 +847,8 @@ class OneStepAC(OnPolicyAlgorithm):
         self.num_timesteps += len(step.dones)
         if update.applied:
             self._n_updates += 1
+        if self._sde_noise is not None and self.sde_sample_freq > 0 and self._n_updates % self.sde_sample_freq == 0:
+            self._sde_noise.resample(np.arange(self.n_envs))
         if update.stats is not None:
             self._accumulate_log_stats(update.stats)
 
@@ -756,8 +865,9 @@ class OneStepAC(OnPolicyAlgorithm):
         actor_objective = delta * log_prob
         if entropy is not None and self.ent_coef > 0.0:
             actor_objective = actor_objective + (self.ent_coef * delta.abs()) * entropy
-        actor_loss = -actor_objective.sum() / self.n_envs
-        critic_loss = -(delta * values).sum() / self.n_envs  # gradient of 0.5 * delta^2 with a fixed target
+        scale = 1.0 / self.n_envs if self.combine_envs == "mean" else 1.0
+        actor_loss = -actor_objective.sum() * scale
+        critic_loss = -(delta * values).sum() * scale  # gradient of 0.5 * delta^2 with a fixed target
         optimizer = self.policy.optimizer
         optimizer.param_groups[0]["lr"] = actor_lr
         optimizer.param_groups[1]["lr"] = critic_lr
@@ -811,6 +921,11 @@ class OneStepAC(OnPolicyAlgorithm):
         self.logger.record("train/critic_learning_rate", self.critic_lr_schedule(self._current_progress_remaining))
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         self._reset_log_stats()
+
+
+def _mean(value: Any) -> float:
+    """The mean of an array or a tensor, or a number itself, as a float."""
+    return float(value.mean()) if hasattr(value, "mean") else float(value)
 
 
 def _to_numpy(value: Any) -> Any:

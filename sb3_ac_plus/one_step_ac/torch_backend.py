@@ -6,7 +6,12 @@ from typing import Any, NamedTuple
 
 import torch as th
 from stable_baselines3.common.utils import obs_as_tensor
-from stable_baselines3.common.distributions import CategoricalDistribution, DiagGaussianDistribution, Distribution
+from stable_baselines3.common.distributions import (
+    CategoricalDistribution,
+    DiagGaussianDistribution,
+    Distribution,
+    StateDependentNoiseDistribution,
+)
 from stable_baselines3.common.policies import ActorCriticPolicy
 
 from sb3_ac_plus.one_step_ac.flat_parameters import flat_gradients
@@ -26,6 +31,7 @@ def actor_outputs(
     obs: th.Tensor | dict[str, th.Tensor],
     actions: th.Tensor | None = None,
     generator: th.Generator | None = None,
+    noise: Any = None,
 ) -> ActorOutputs:
     """
     Actions (sampled when not given), their log-probabilities and the policy's entropy, each of shape ``(batch,)``
@@ -37,6 +43,7 @@ def actor_outputs(
     :param obs: raw observation tensors (as ``obs_as_tensor`` gives them; the policy normalises them if it has a normaliser)
     :param actions: actions to evaluate; None samples them (without gradient)
     :param generator: the random generator that samples the actions (None: torch's global one)
+    :param noise: the standard-normal draws of diagonal Gaussian actions ``(batch, action_dim)``; None draws them
     :return: the outputs, with gradients where they depend on the parameters
     """
     features = super(ActorCriticPolicy, policy).extract_features(
@@ -59,7 +66,11 @@ def actor_outputs(
         log_std = policy.log_std
         std = log_std.exp()
         if actions is None:
-            actions = (mean + std * th.randn(mean.shape, generator=generator, device=mean.device)).detach()
+            if noise is None:
+                noise = th.randn(mean.shape, generator=generator, device=mean.device)
+            else:
+                noise = th.as_tensor(noise, device=mean.device)
+            actions = (mean + std * noise).detach()
         log_prob = (-0.5 * ((actions - mean) / std) ** 2 - log_std - _HALF_LOG_2PI).sum(dim=-1)
         entropy = (0.5 + _HALF_LOG_2PI + log_std).sum().expand(mean.shape[0])
         return ActorOutputs(actions, log_prob, entropy)
@@ -79,6 +90,8 @@ def _sample(dist: Distribution, generator: th.Generator | None) -> th.Tensor:
     """Actions from an SB3 distribution, drawn with ``generator`` for the distributions OneStepAC supports."""
     inner = dist.distribution
     with th.no_grad():
+        if isinstance(dist, StateDependentNoiseDistribution):
+            return dist.get_actions().detach()  # gSDE: the noise of the exploration matrices, no draw here
         if isinstance(inner, th.distributions.Normal):
             return inner.mean + inner.stddev * th.randn(inner.mean.shape, generator=generator, device=inner.mean.device)
         if isinstance(inner, th.distributions.Bernoulli):
@@ -147,8 +160,8 @@ class TorchBackend:
     def observe(self, raw_obs: Any) -> th.Tensor | dict[str, th.Tensor]:
         return obs_as_tensor(raw_obs, self.policy.device)
 
-    def act(self, obs: th.Tensor | dict[str, th.Tensor]) -> tuple[th.Tensor, ActorOutputs]:
-        outputs = actor_outputs(self.policy, obs, generator=self.generator)
+    def act(self, obs: th.Tensor | dict[str, th.Tensor], noise: Any = None) -> tuple[th.Tensor, ActorOutputs]:
+        outputs = actor_outputs(self.policy, obs, generator=self.generator, noise=noise)
         return outputs.actions, outputs
 
     def values(self, obs: Any, next_obs: Any) -> tuple[th.Tensor, th.Tensor, th.Tensor]:

@@ -93,19 +93,26 @@ def l1_norms(direction: Array) -> Array:
     return abs(direction).sum(1)
 
 
-def obgd_step_sizes(delta: Array, norms: Array, learning_rate: float, kappa: float) -> Array:
+def obgd_step_sizes(delta: Array, norms: Array, learning_rate: float, kappa: float, combined: bool = False) -> Array:
     """
     Overshooting-bounded step size (ObGD, from stream AC(lambda)): ``lr / max(1, lr * kappa * max(|delta|, 1) * |e|_1)``.
 
-    The step shrinks when the trace is large, so that one update cannot overshoot the TD target.
+    The step shrinks when the trace is large, so that one update cannot overshoot the TD target: the update
+    ``step * delta * e`` has an L1 norm of at most ``1 / kappa`` (times ``min(|delta|, 1)``).
 
     :param delta: TD errors, ``(n_rows,)``
     :param norms: L1 norms of the traces (or gradients), ``(n_rows,)``
     :param learning_rate: the nominal step size
     :param kappa: bound strength; larger values give smaller steps
-    :return: the step size of each row, ``(n_rows,)``
+    :param combined: one step size for all rows, bounding their sum as a whole:
+        ``lr / max(1, lr * kappa * sum_rows(max(|delta|, 1) * |e|_1))``, so that ``sum_rows step * delta * e`` obeys the
+        bound of a single row
+    :return: the step size of each row, ``(n_rows,)``, or one step size (0-d) when ``combined``
     """
-    return learning_rate / (learning_rate * kappa * abs(delta).clip(1.0, None) * norms).clip(1.0, None)
+    products = learning_rate * kappa * abs(delta).clip(1.0, None) * norms
+    if combined:
+        products = products.sum()
+    return learning_rate / products.clip(1.0, None)
 
 
 # An update whose L1 norm exceeds this could overflow float32 parameters (max about 3.4e38); it is refused.

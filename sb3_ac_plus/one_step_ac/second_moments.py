@@ -1,0 +1,76 @@
+"""AdaptiveObGD's preconditioner: a running second moment of the update ``delta * trace``, per parameter.
+
+Stream AC(lambda)'s second optimiser (AdaptiveObGD) divides the update ``delta * e`` element-wise by the square root of
+an exponential moving average of its square, as Adam divides a gradient by its RMS, and then applies ObGD's
+overshooting bound to the divided trace. Here the running average is kept for one part of the parameter vector (the
+actor's or the critic's), and, like the traces, it is first *proposed* and only *committed* with a completed update.
+"""
+
+from typing import TypeVar
+
+import numpy as np
+import torch as th
+
+Array = TypeVar("Array", th.Tensor, np.ndarray)
+
+# Stream AC(lambda)'s values: the decay of the moving average and the term added under the square root.
+BETA2 = 0.999
+EPS = 1e-8
+
+
+class SecondMoments:
+    """
+    ``v <- beta2 * v + (1 - beta2) * mean_rows((delta * e) ** 2)`` with Adam's bias correction
+    ``v_hat = v / (1 - beta2 ** count)``; the update direction of a row is ``e / sqrt(v_hat + eps)``.
+
+    With several envs, the average of the rows' squared updates is the sample of ``(delta * e) ** 2`` added at this
+    step (one per env at one env, exactly stream AC(lambda)'s rule).
+
+    :param n_params: length of the parameter vector part it follows
+    :param device: device of the moments
+    :param beta2: decay of the moving average, in [0, 1)
+    :param eps: added to ``v_hat`` under the square root (> 0)
+    """
+
+    def __init__(self, n_params: int, device: th.device | str = "cpu", beta2: float = BETA2, eps: float = EPS) -> None:
+        self._buffers = [th.zeros(n_params, device=device), th.zeros(n_params, device=device)]
+        self._views = [b.numpy() if b.device.type == "cpu" else None for b in self._buffers]
+        self.count = 0
+        self.beta2 = beta2
+        self.eps = eps
+
+    @property
+    def moments(self) -> th.Tensor:
+        """The committed second moments ``v`` (not bias-corrected), ``(n_params,)``."""
+        return self._buffers[0]
+
+    @classmethod
+    def from_array(cls, moments: np.ndarray, count: int, device: th.device | str = "cpu") -> "SecondMoments":
+        """:return: second moments holding a copy of ``moments`` after ``count`` updates (a saved model's)"""
+        restored = cls(moments.shape[0], device)
+        restored.moments.copy_(th.as_tensor(moments))
+        restored.count = count
+        return restored
+
+    def propose(self, delta: Array, traces: Array) -> Array:
+        """
+        :param delta: TD errors ``(n_rows,)``
+        :param traces: traces (or gradients) ``(n_rows, n_params)``
+        :return: the update directions ``traces / sqrt(v_hat + eps)`` with the proposed moments, ``(n_rows, n_params)``;
+            the committed moments are unchanged until :meth:`commit`
+        """
+        if isinstance(traces, np.ndarray):
+            current, proposed = self._views
+            assert current is not None and proposed is not None, "NumPy moments need the CPU"
+        else:
+            current, proposed = self._buffers  # type: ignore[assignment]
+        updates = delta[:, None] * traces
+        proposed[:] = self.beta2 * current + (1.0 - self.beta2) * (updates * updates).mean(0)
+        correction = 1.0 - self.beta2 ** (self.count + 1)
+        return traces / (proposed / correction + self.eps) ** 0.5  # type: ignore[operator]
+
+    def commit(self) -> None:
+        """Make the proposed moments the moments."""
+        self._buffers.reverse()
+        self._views.reverse()
+        self.count += 1
