@@ -17,6 +17,8 @@ from pathlib import Path
 import torch as th
 from stable_baselines3 import A2C, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_ac_plus.common.arguments import positive_int
 from sb3_ac_plus import OneStepAC
@@ -38,7 +40,14 @@ CONFIGS: dict[str, Callable[[], BaseAlgorithm]] = {
     "A2C (n_steps=1)": lambda: A2C("MlpPolicy", "CartPole-v1", n_steps=1, seed=0),
     "A2C (n_steps=1, 1 thread)": lambda: A2C("MlpPolicy", "CartPole-v1", n_steps=1, seed=0),
     "PPO (defaults)": lambda: PPO("MlpPolicy", "CartPole-v1", seed=0),
+    "OneStepAC (defaults, n_envs=8)": lambda: OneStepAC("MlpPolicy", _envs(8), seed=0),
+    "A2C (defaults, n_envs=8)": lambda: A2C("MlpPolicy", _envs(8), seed=0),
+    "A2C (defaults, n_envs=8, 1 thread)": lambda: A2C("MlpPolicy", _envs(8), seed=0),
 }
+
+
+def _envs(n_envs: int) -> VecEnv:
+    return make_vec_env("CartPole-v1", n_envs=n_envs, seed=0)
 
 
 def measure(make: Callable[[], BaseAlgorithm], steps: int, one_thread: bool) -> float:
@@ -70,10 +79,12 @@ def main() -> None:
     medians = {name: statistics.median(values) for name, values in results.items()}
     a2c_default = max(medians["A2C (defaults, n_steps=5)"], medians["A2C (defaults, n_steps=5, 1 thread)"])
     a2c_one_step = max(medians["A2C (n_steps=1)"], medians["A2C (n_steps=1, 1 thread)"])
-    print(f"\n| configuration | env-steps/s (median of {args.rounds}) | vs A2C defaults | vs A2C n_steps=1 |")
-    print("|---|---:|---:|---:|")
+    a2c_eight = max(medians["A2C (defaults, n_envs=8)"], medians["A2C (defaults, n_envs=8, 1 thread)"])
+    print(f"\n| configuration | env-steps/s (median of {args.rounds}) | vs A2C defaults | vs A2C n_steps=1 | vs A2C 8 envs |")
+    print("|---|---:|---:|---:|---:|")
     for name, value in medians.items():
-        print(f"| {name} | {value:.0f} | {value / a2c_default:.2f}x | {value / a2c_one_step:.2f}x |")
+        ratios = (value / a2c_default, value / a2c_one_step, value / a2c_eight)
+        print(f"| {name} | {value:.0f} | " + " | ".join(f"{ratio:.2f}x" for ratio in ratios) + " |")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     with open(args.output, "w") as file:
         json.dump({"steps": args.steps, "rounds": args.rounds, "measurements": results, "medians": medians}, file, indent=2)
