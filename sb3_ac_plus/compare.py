@@ -67,8 +67,10 @@ class Variant(NamedTuple):
 
 def parse_variant(text: str) -> Variant:
     """
-    ``LABEL=ALGO[@defaults][:KEY=VALUE,KEY=VALUE...]``, e.g. ``pink=one_step_ac:noise_beta=1.0``; values are read as
-    YAML scalars (``8`` an int, ``1e-3`` a string: write ``1.0e-3``; ``lin_7e-4`` a schedule, as in the configs).
+    ``LABEL=ALGO[@defaults][:KEY=VALUE,KEY=VALUE...]``, e.g. ``pink=one_step_ac:noise_beta=1.0`` or
+    ``small=one_step_ac:policy_kwargs=dict(net_arch=[64, 64]),n_envs=8`` (commas inside brackets belong to the value);
+    values are read as YAML scalars (``8`` an int, ``1e-3`` a string: write ``1.0e-3``; ``lin_7e-4`` a schedule, as in
+    the configs).
     ``ALGO@defaults`` starts from the algorithm's defaults on one env (no config block).
 
     :raises argparse.ArgumentTypeError: for a malformed variant
@@ -81,12 +83,29 @@ def parse_variant(text: str) -> Variant:
     if at and base != "defaults":
         raise argparse.ArgumentTypeError(f"{text!r}: ALGO@{base}: only ALGO@defaults is known")
     overrides: dict[str, Any] = {}
-    for item in filter(None, settings.split(",")):
+    for item in filter(None, _top_level_items(settings)):
         key, equals, value = item.partition("=")
         if not equals or not key:
             raise argparse.ArgumentTypeError(f"{text!r}: expected KEY=VALUE, got {item!r}")
         overrides[key] = yaml.safe_load(value)
     return Variant(label, algo, overrides, from_defaults=bool(at))
+
+
+def _top_level_items(settings: str) -> list[str]:
+    """Split ``KEY=VALUE,KEY=VALUE`` at the commas outside brackets (``policy_kwargs=dict(net_arch=[64, 64])`` is one)."""
+    items, depth, start = [], 0, 0
+    for position, char in enumerate(settings):
+        if char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+        elif char == "," and depth == 0:
+            items.append(settings[start:position])
+            start = position + 1
+    if depth != 0:
+        raise argparse.ArgumentTypeError(f"unbalanced brackets in {settings!r}")
+    items.append(settings[start:])
+    return [item.strip() for item in items]
 
 
 def run_all(

@@ -1,5 +1,6 @@
 """python -m sb3_ac_plus.compare: statistics, output files and their consistency, parallel workers, bad flags."""
 
+import argparse
 import json
 import math
 import warnings
@@ -9,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from sb3_ac_plus.compare import main, markdown_table, summarize
+from sb3_ac_plus.compare import main, markdown_table, parse_variant, summarize
 from sb3_ac_plus.evaluation.statistics import iqm, iqm_with_ci, steps_to_threshold
 from sb3_ac_plus.evaluation.training import EvaluationPoint, RunResult, train_and_evaluate
 
@@ -132,3 +133,28 @@ def test_bad_flags_exit_2_naming_the_flag(
     assert exit_info.value.code == 2
     assert flag in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def test_variant_values_keep_their_commas_inside_brackets() -> None:
+    variant = parse_variant("small=one_step_ac@defaults:policy_kwargs=dict(net_arch=[64, 64]),n_envs=8,noise_beta=1.0")
+    assert variant.label == "small" and variant.algo == "one_step_ac" and variant.from_defaults
+    assert variant.overrides == {"policy_kwargs": "dict(net_arch=[64, 64])", "n_envs": 8, "noise_beta": 1.0}
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["noalgo", "=one_step_ac", "x=one_step_ac@tuned", "x=one_step_ac:n_envs", "x=one_step_ac:policy_kwargs=dict(net_arch=[64"],
+)
+def test_malformed_variants_are_refused(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_variant(text)
+
+
+def test_variant_policy_kwargs_reach_the_model() -> None:
+    from sb3_ac_plus.zoo import make_model_and_env
+
+    overrides = parse_variant("s=one_step_ac@defaults:policy_kwargs=dict(net_arch=[16, 8]),n_envs=2").overrides
+    model, env, _ = make_model_and_env("one_step_ac", "CartPole-v1", seed=0, n_timesteps=100, block={}, **overrides)
+    assert env.num_envs == 2
+    assert [layer.out_features for layer in model.policy.mlp_extractor.policy_net.linears] == [16, 8]
+    env.close()

@@ -234,10 +234,25 @@ def test_learn_without_arguments_uses_the_documented_budget(monkeypatch) -> None
     assert seen["total"] == 30_000
 
 
-def test_torch_threads_restored_after_learn() -> None:
-    before = th.get_num_threads()
-    OneStepAC("MlpPolicy", "CartPole-v1", seed=0).learn(20)
-    assert th.get_num_threads() == before
+def test_one_thread_while_learning_and_settings_restored_after() -> None:
+    from stable_baselines3.common.callbacks import BaseCallback
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas_threads() -> list[int]:
+        return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+    class SeeThreads(BaseCallback):
+        def _on_step(self) -> bool:
+            seen.append((th.get_num_threads(), blas_threads()))
+            return True
+
+    seen: list[tuple[int, list[int]]] = []
+    with threadpool_limits(limits=2, user_api="blas"):
+        th.set_num_threads(2)
+        OneStepAC("MlpPolicy", "CartPole-v1", seed=0).learn(20, callback=SeeThreads())
+        assert th.get_num_threads() == 2
+        assert all(n == 2 for n in blas_threads())
+    assert seen and all(torch_threads == 1 and all(n == 1 for n in blas) for torch_threads, blas in seen)
 
 
 def test_quickstart_main_job_prints_its_evaluation(capsys) -> None:

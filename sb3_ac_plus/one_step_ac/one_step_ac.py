@@ -15,6 +15,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.utils import FloatSchedule, obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
+from threadpoolctl import threadpool_limits
 
 from sb3_ac_plus.one_step_ac.backend import ActorCriticBackend
 from sb3_ac_plus.one_step_ac.exploration import ColoredNoise, StateDependentNoise
@@ -160,8 +161,8 @@ class OneStepAC(OnPolicyAlgorithm):
     Speed: with the default policy on flat vector observations, Categorical or Gaussian actions and ``n_steps=1``,
     the per-step forward and backward passes run in NumPy on the policy's own parameter memory
     (:mod:`sb3_ac_plus.one_step_ac.numpy_backend`); every other configuration runs the same update with torch autograd.
-    ``learn()`` runs torch single-threaded (restoring the setting after): at batch size 1 extra threads only add
-    synchronisation, and collapse when another process holds a core.
+    ``learn()`` runs torch and NumPy's BLAS single-threaded (restoring the settings after): at these batch sizes extra
+    threads only add synchronisation, and collapse when another process holds a core.
     """
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = POLICY_ALIASES
@@ -573,6 +574,9 @@ class OneStepAC(OnPolicyAlgorithm):
 
         n_threads = th.get_num_threads()
         th.set_num_threads(1)
+        # NumPy's BLAS too: from about 16 envs its matrix products go multi-threaded, which collapses (4x slower,
+        # measured) as soon as another process holds a core.
+        blas_limits = threadpool_limits(limits=1, user_api="blas")
         try:
             iteration = 0
             chunk = log_interval if log_interval is not None else 1000
@@ -585,6 +589,7 @@ class OneStepAC(OnPolicyAlgorithm):
                     self._record_log_stats()
                     self.dump_logs(iteration)
         finally:
+            blas_limits.restore_original_limits()  # first: torch's own BLAS may be among them
             th.set_num_threads(n_threads)
         callback.on_training_end()
         return self
