@@ -69,7 +69,8 @@ def test_sampled_hyperparameters_build_the_model(algo: str, tmp_path: Path) -> N
         kwargs = sample_hyperparameters(trial, algo)
         assert set(trial.params) <= set(searched_names(algo))
         if algo == "one_step_ac":
-            assert kwargs["update_rule"] == "obgd"
+            assert kwargs["update_rule"] in ("obgd", "adaptive_obgd")
+            assert kwargs["noise_beta"] == 0.0 and kwargs["use_sde"] is False  # Discrete actions: no noise to colour
             assert kwargs["n_steps"] == 1 or kwargs["trace_lambda"] == 0.0
         if algo == "ppo":
             assert kwargs["batch_size"] <= kwargs["n_steps"]
@@ -104,6 +105,32 @@ def test_a_trial_builds_its_model_from_the_zoo_block_as_compare_does(
     for key in ("n_steps", "ent_coef"):
         if key in block and key not in sampled:
             assert getattr(model, key) == block[key]
+
+
+def test_one_step_ac_searches_exploration_noise_for_box_actions_only() -> None:
+    from sb3_ac_plus.tuning.objective import Objective, TrialSettings
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen: dict[str, set] = {"noise_beta": set(), "use_sde": set(), "combine_envs": set()}
+    for _ in range(40):
+        trial = study.ask()
+        kwargs = sample_hyperparameters(trial, "one_step_ac", continuous_actions=True)
+        for key in seen:
+            seen[key].add(kwargs[key])
+        assert not (kwargs["use_sde"] and kwargs["noise_beta"] > 0.0)  # one kind of correlated noise at a time
+        assert ("combine_envs" in trial.params) == (kwargs["n_envs"] > 1)
+        study.tell(trial, 0.0)
+    assert seen == {"noise_beta": {0.0, 0.5, 1.0, 2.0}, "use_sde": {False, True}, "combine_envs": {"sum", "bounded_sum"}}
+    assert {"noise_beta", "use_sde", "combine_envs", "update_rule"} <= set(searched_names("one_step_ac"))
+
+    settings = TrialSettings(
+        "one_step_ac", "Pendulum-v1", n_timesteps=500, n_seeds=1, n_evaluations=1, eval_episodes=1, objective="last"
+    )
+    assert Objective(settings, "test").continuous_actions
+    settings = TrialSettings(
+        "one_step_ac", "CartPole-v1", n_timesteps=500, n_seeds=1, n_evaluations=1, eval_episodes=1, objective="last"
+    )
+    assert not Objective(settings, "test").continuous_actions
 
 
 def test_one_step_ac_searches_n_envs_and_falls_back_to_one_env_without_a_block() -> None:

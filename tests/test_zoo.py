@@ -256,11 +256,12 @@ def test_rl_zoo3_sampler_is_the_tuning_search_space() -> None:
 
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     asked = set()
-    for _ in range(30):
+    for index in range(60):
         trial = study.ask()
-        ours = sample_one_step_ac_params(trial, 1, 1, {})
+        n_actions = index % 2  # rl_zoo3 passes 0 for Discrete actions, the action dimension for Box
+        ours = sample_one_step_ac_params(trial, n_actions, 1, {})
         asked |= set(trial.params)
-        tuner = sample_hyperparameters(optuna.trial.FixedTrial(trial.params), "one_step_ac")
+        tuner = sample_hyperparameters(optuna.trial.FixedTrial(trial.params), "one_step_ac", continuous_actions=n_actions > 0)
         assert ours == {key: value for key, value in tuner.items() if key != "n_envs"}  # rl_zoo3 sets n_envs itself
         assert _convert_one_step_ac_params(trial.params) == ours  # a stored trial converts back to the same kwargs
     assert asked == set(searched_names("one_step_ac"))  # both directions: every searched name is asked, and no other

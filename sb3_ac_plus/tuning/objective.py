@@ -15,9 +15,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import optuna
 import torch as th
+from gymnasium import spaces
 from optuna.trial import TrialState
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.evaluation import evaluate_policy
@@ -155,6 +157,10 @@ class Objective:
         self.settings = settings
         self.worker = worker
         self.max_total_trials_reached = False
+        # Exploration noise is searched for Box actions only.
+        probe = gym.make(settings.env_id)
+        self.continuous_actions = isinstance(probe.action_space, spaces.Box)
+        probe.close()
 
     def _check_max_total_trials(self, trial: optuna.Trial) -> None:
         # Trial numbers follow creation order in every Optuna storage, so counting the earlier trials decides the
@@ -196,7 +202,7 @@ class Objective:
         trial.set_user_attr("worker", self.worker)
         self._check_max_total_trials(trial)
 
-        hyperparameters = sample_hyperparameters(trial, settings.algo, settings.fixed)
+        hyperparameters = sample_hyperparameters(trial, settings.algo, settings.fixed, self.continuous_actions)
         # The whole block the trial runs (the zoo block with the sampled values on top), so that the best one rebuilds it.
         block = {**zoo_block(settings.algo, settings.env_id), **hyperparameters}
         block.pop("n_timesteps", None)

@@ -43,11 +43,16 @@ class Space:
 
     :param trial: the Optuna trial to suggest from, or None for a dry run
     :param fixed: hyperparameters fixed by the user, by name
+    :param continuous_actions: whether the env's actions are a Box (Gaussian policies): hyperparameters that only
+        apply to them (exploration noise) are searched only then
     """
 
-    def __init__(self, trial: optuna.Trial | None, fixed: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self, trial: optuna.Trial | None, fixed: Mapping[str, Any] | None = None, continuous_actions: bool = False
+    ) -> None:
         self.trial = trial
         self.fixed = dict(fixed or {})
+        self.continuous_actions = continuous_actions
         self.names: list[str] = []
 
     def _ask(self, name: str, when: bool, otherwise: Any, suggest: Callable[[optuna.Trial], Any], dry_run: Any) -> Any:
@@ -115,15 +120,21 @@ def activation_fn(value: str | type[nn.Module]) -> type[nn.Module]:
 
 
 def sample_one_step_ac(space: Space) -> dict[str, Any]:
-    """OneStepAC with the ObGD step-size rule, whose bounded steps make large nominal learning rates safe.
+    """OneStepAC with ObGD's bounded step sizes (plain or adaptive), whose bounds make large nominal learning rates safe.
+
+    Exploration noise (colored with ``noise_beta``, or gSDE) is searched for Box actions only.
 
     :param space: where the values come from
     :return: constructor kwargs
     """
     trace_lambda = space.categorical("trace_lambda", [0.0, 0.5, 0.8, 0.9, 0.95])
+    n_envs = space.categorical("n_envs", [1, 2, 4, 8, 16])  # a zoo experiment key: the VecEnv's size
+    continuous = space.continuous_actions
+    use_sde = space.categorical("use_sde", [False, True], when=continuous, otherwise=False)
     return {
-        "n_envs": space.categorical("n_envs", [1, 2, 4, 8]),  # a zoo experiment key: the VecEnv's size
-        "update_rule": "obgd",
+        "n_envs": n_envs,
+        "combine_envs": space.categorical("combine_envs", ["sum", "bounded_sum"], when=n_envs > 1, otherwise="sum"),
+        "update_rule": space.categorical("update_rule", ["obgd", "adaptive_obgd"]),
         "learning_rate": space.log_uniform("learning_rate", 0.03, 3.0),
         "critic_learning_rate": space.log_uniform("critic_learning_rate", 0.03, 3.0),
         "trace_lambda": trace_lambda,
@@ -131,9 +142,11 @@ def sample_one_step_ac(space: Space) -> dict[str, Any]:
         "n_steps": space.categorical("n_steps", [1, 2, 4, 8], when=trace_lambda == 0.0, otherwise=1),
         "gamma": space.categorical("gamma", [0.9, 0.95, 0.98, 0.99, 0.995, 0.999]),
         "ent_coef": space.log_uniform("ent_coef", 1e-4, 0.1),
-        "actor_kappa": space.uniform("actor_kappa", 1.0, 4.0),
-        "critic_kappa": space.uniform("critic_kappa", 1.0, 4.0),
-        "policy_kwargs": {"net_arch": net_arch(space.categorical("net_arch", ["small", "medium"]))},
+        "actor_kappa": space.uniform("actor_kappa", 1.0, 5.0),
+        "critic_kappa": space.uniform("critic_kappa", 1.0, 5.0),
+        "use_sde": use_sde,
+        "noise_beta": space.categorical("noise_beta", [0.0, 0.5, 1.0, 2.0], when=continuous and not use_sde, otherwise=0.0),
+        "policy_kwargs": {"net_arch": net_arch(space.categorical("net_arch", ["tiny", "small", "medium"]))},
     }
 
 
@@ -198,12 +211,14 @@ def searched_names(algo: str) -> list[str]:
     :param algo: command-line name of the algorithm
     :return: the names, in the order the sampler asks for them
     """
-    space = Space(trial=None)
+    space = Space(trial=None, continuous_actions=True)
     SAMPLERS[algo](space)
     return space.names
 
 
-def sample_hyperparameters(trial: optuna.Trial | None, algo: str, fixed: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def sample_hyperparameters(
+    trial: optuna.Trial | None, algo: str, fixed: Mapping[str, Any] | None = None, continuous_actions: bool = False
+) -> dict[str, Any]:
     """Constructor kwargs for one trial: sampled values, overridden or completed by the fixed ones.
 
     A fixed name the sampler does not search is passed to the constructor as is; ``net_arch`` and ``activation_fn``
@@ -212,10 +227,11 @@ def sample_hyperparameters(trial: optuna.Trial | None, algo: str, fixed: Mapping
     :param trial: the Optuna trial, or None for a dry run
     :param algo: command-line name of the algorithm
     :param fixed: hyperparameters fixed by the user
+    :param continuous_actions: whether the env's actions are a Box (see :class:`Space`)
     :return: constructor kwargs (without ``policy``, ``env`` and ``seed``)
     """
     fixed = dict(fixed or {})
-    space = Space(trial, fixed)
+    space = Space(trial, fixed, continuous_actions)
     kwargs = SAMPLERS[algo](space)
     extra = {name: value for name, value in fixed.items() if name not in space.names}
     policy_kwargs = dict(kwargs.pop("policy_kwargs", {}))

@@ -31,12 +31,13 @@ def sample_one_step_ac_params(trial: optuna.Trial, n_actions: int, n_envs: int, 
     Values are sampled under their constructor names, so the best trial's parameters are pasteable as they are.
 
     :param trial: the Optuna trial
-    :param n_actions: unused (rl_zoo3 passes it for action noise)
+    :param n_actions: the number of action dimensions of a Box action space, 0 for other spaces (as rl_zoo3 sets it):
+        exploration noise is searched for Box actions only
     :param n_envs: unused
     :param additional_args: unused
     :return: constructor kwargs
     """
-    kwargs = sample_hyperparameters(trial, ALGO_NAME)
+    kwargs = sample_hyperparameters(trial, ALGO_NAME, continuous_actions=n_actions > 0)  # rl_zoo3: 0 unless Box
     kwargs.pop("n_envs")  # rl_zoo3 takes the VecEnv's size from the config or its command line, not from the sampler
     return kwargs
 
@@ -44,7 +45,8 @@ def sample_one_step_ac_params(trial: optuna.Trial, n_actions: int, n_envs: int, 
 def _convert_one_step_ac_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
     # rl_zoo3 converts a stored trial's params (Optuna's names and values, net_arch as a name) to constructor kwargs:
     # the same sampler, every stored value fixed, fills in what the trial did not ask for (n_steps when traces are on)
-    kwargs = sample_hyperparameters(None, ALGO_NAME, fixed=sampled_params)
+    # a trial on Box actions stored use_sde
+    kwargs = sample_hyperparameters(None, ALGO_NAME, fixed=sampled_params, continuous_actions="use_sde" in sampled_params)
     kwargs.pop("n_envs")
     return kwargs
 
