@@ -296,7 +296,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
 
     args = parse_args(argv, list(ALGOS))
     variants = [Variant(algo, algo, {}) for algo in args.algos] + args.variant
-    for algo in dict.fromkeys(variant.algo for variant in variants):
+    # A row from the algorithm's defaults needs no config block for the env.
+    for algo in dict.fromkeys(variant.algo for variant in variants if not variant.from_defaults):
         try:
             load_hyperparameters(algo, args.env, config_dir=args.config_dir)
         except (KeyError, ValueError, FileNotFoundError) as error:

@@ -158,3 +158,12 @@ def test_variant_policy_kwargs_reach_the_model() -> None:
     assert env.num_envs == 2
     assert [layer.out_features for layer in model.policy.mlp_extractor.policy_net.linears] == [16, 8]
     env.close()
+
+
+def test_rows_from_defaults_need_no_config_block(tmp_path: Path) -> None:
+    common = ["--env", "MountainCar-v0", "--seeds", "1", "--budget", "200", "--eval-freq", "100", "--eval-episodes", "1"]
+    common += ["--workers", "1", "--no-progress"]
+    summary = main([*common, "--variant", "d=one_step_ac@defaults", "--output-dir", str(tmp_path / "a")])
+    assert list(summary) == ["d"] and summary["d"]["seeds"] == [0] and summary["d"]["total_steps"] == [200]
+    with pytest.raises(SystemExit):  # a row from the config still needs the env's block
+        main([*common, "--algos", "one_step_ac", "--output-dir", str(tmp_path / "b")])
