@@ -178,7 +178,7 @@ def test_gsde_sample_freq_draws_new_matrices_every_k_steps() -> None:
 
 def test_gsde_learns_pendulum_like_a2c_config_shapes() -> None:
     model = OneStepAC("MlpPolicy", "Pendulum-v1", use_sde=True, seed=0)
-    assert model.policy.use_sde and tuple(model.policy.log_std.shape) == (128, 1)
+    assert model.policy.use_sde and tuple(model.policy.log_std.shape) == (64, 1)  # (latent units, action dim)
     model.learn(300, log_interval=None)
     assert th.isfinite(model._flat_params).all()
     action, _ = model.predict(np.zeros(3, dtype=np.float32))

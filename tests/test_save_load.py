@@ -140,6 +140,22 @@ def test_model_saved_before_the_normaliser_moved_into_the_policy_is_refused(tmp_
         OneStepAC.load(tmp_path / "old")
 
 
+def test_model_saved_with_the_former_default_network_loads(tmp_path) -> None:
+    """Format 2 models were saved when the streaming policies' default hidden layers were (128, 128)."""
+    model = OneStepAC("MlpPolicy", "CartPole-v1", policy_kwargs=dict(net_arch=[128, 128]), seed=0).learn(200)
+    model.policy_kwargs = {}  # what such a model saved: the user passed no net_arch
+    model._save_format = 2
+    model.save(tmp_path / "format2")
+    loaded = OneStepAC.load(tmp_path / "format2")
+    assert [layer.out_features for layer in loaded.policy.mlp_extractor.policy_net.linears] == [128, 128]
+    obs = np.array([[0.01, -0.02, 0.03, 0.04]], dtype=np.float32)
+    assert th.equal(_flat(loaded), _flat(model))
+    assert np.array_equal(loaded.predict(obs, deterministic=True)[0], model.predict(obs, deterministic=True)[0])
+    assert loaded._save_format == 3
+    new = OneStepAC("MlpPolicy", "CartPole-v1", seed=0)
+    assert [layer.out_features for layer in new.policy.mlp_extractor.policy_net.linears] == [64, 64]
+
+
 def test_loaded_model_keeps_training(tmp_path) -> None:
     model = OneStepAC("MlpPolicy", "CartPole-v1", seed=0).learn(300)
     model.save(tmp_path / "model")

@@ -30,6 +30,7 @@ from sb3_ac_plus.one_step_ac.hyperparameters import check_hyperparameters, check
 from sb3_ac_plus.one_step_ac.policies import POLICY_ALIASES
 from sb3_ac_plus.policies.actor_critic import ConfigurableActorCriticPolicy
 from sb3_ac_plus.policies.observation_normalizer import ObservationNormalizer
+from sb3_ac_plus.policies.streaming import StreamingActorCriticPolicy
 
 SelfOneStepAC = TypeVar("SelfOneStepAC", bound="OneStepAC")
 
@@ -37,8 +38,11 @@ SelfOneStepAC = TypeVar("SelfOneStepAC", bound="OneStepAC")
 _STAT_NAMES = ("td_error_abs", "critic_loss", "policy_loss", "entropy", "actor_step_size", "critic_step_size")
 
 
-# Saved with every model. Models saved before the observation normaliser moved into the policy have none.
-SAVE_FORMAT = 2
+# Saved with every model. Models saved before the observation normaliser moved into the policy have none; format 2
+# models were saved when the streaming policies' hidden layers were (128, 128) by default, format 3 ones with (64, 64).
+SAVE_FORMAT = 3
+LOADABLE_FORMATS = (2, 3)
+FORMAT_2_NET_ARCH = dict(pi=[128, 128], vf=[128, 128])
 
 
 class NonFiniteError(RuntimeError):
@@ -257,11 +261,15 @@ class OneStepAC(OnPolicyAlgorithm):
 
     def _setup_model(self) -> None:
         online_state = self.__dict__.pop("_online_state", None)  # only a saved model has it
-        if self._loading and (online_state is None or getattr(self, "_save_format", None) != SAVE_FORMAT):
+        saved_format = getattr(self, "_save_format", None)
+        if self._loading and (online_state is None or saved_format not in LOADABLE_FORMATS):
             raise ValueError(
                 "OneStepAC.load: this model was saved by an older sb3-ac-plus, before the observation normaliser "
                 "became part of the policy, and this version cannot load it; train it again"
             )
+        if self._loading and saved_format == 2 and issubclass(self.policy_class, StreamingActorCriticPolicy):
+            # saved with the streaming policies' former default hidden layers
+            self.policy_kwargs = {"net_arch": FORMAT_2_NET_ARCH, **self.policy_kwargs}
         self._save_format = SAVE_FORMAT
         self._setup_lr_schedule()
         self.critic_lr_schedule = FloatSchedule(
