@@ -18,7 +18,7 @@ class StreamingActorCriticPolicy(PolicyPreset):
     Actor-critic policy with the networks of stream AC(lambda): separate actor and critic MLPs, LayerNorm without
     affine parameters, LeakyReLU and sparse initialisation. It is an ordinary SB3 ``ActorCriticPolicy``, so A2C and
     PPO accept it too. Defaults: ``net_arch=dict(pi=[64, 64], vf=[64, 64])`` (stream AC(lambda) uses 128 units; 64 learned
-    as well or better on four of six tasks at 100,000 steps and runs twice as fast, see ``docs/one_step_ac.md``),
+    as well or better on five of six tasks, worse on LunarLander, and run twice as fast; see ``docs/one_step_ac.md``),
     ``activation_fn=nn.LeakyReLU``,
     ``layer_norm=True``, ``init="sparse"``, ``sparsity=0.9`` (0 gives dense LeCun-uniform weights; the MLPs and the
     action and value heads are initialised, a features extractor keeps its own initialisation), and SB3's
