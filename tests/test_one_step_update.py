@@ -258,6 +258,29 @@ def test_numpy_and_torch_backends_train_the_same(env_id: str, n_envs: int, ent_c
     assert th.allclose(models[0]._actor_traces.traces, models[1]._actor_traces.traces, atol=1e-4)
 
 
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+@pytest.mark.parametrize("n_envs", [1, 3])
+@pytest.mark.parametrize("update_rule", ["obgd", "adaptive_obgd"])
+def test_numpy_and_torch_backends_train_the_same_with_n_step_returns(env_id: str, n_envs: int, update_rule: str) -> None:
+    """Episodes of CartPole end within the run (windows flushed at terminations and resets), Pendulum's do not."""
+    models = []
+    for fast in (True, False):
+        env = make_vec_env(env_id, n_envs=n_envs, seed=1)
+        model = OneStepAC("MlpPolicy", env, n_steps=4, trace_lambda=0.0, update_rule=update_rule, ent_coef=0.05, seed=5)
+        model._use_fast_path = fast
+        model.learn(240, log_interval=None)
+        assert model._backend.name == ("numpy" if fast else "torch")
+        models.append(model)
+    assert models[0]._n_updates == models[1]._n_updates > 0
+    for a, b in zip(models[0]._trained_params, models[1]._trained_params, strict=True):
+        assert th.allclose(a, b, atol=1e-4), (a - b).abs().max()
+    for window_a, window_b in zip(models[0]._windows, models[1]._windows, strict=True):
+        assert len(window_a) == len(window_b)
+        for (obs_a, action_a, reward_a), (obs_b, action_b, reward_b) in zip(window_a, window_b, strict=True):
+            assert np.allclose(obs_a, obs_b, atol=1e-4) and np.allclose(action_a, action_b, atol=1e-4)
+            assert reward_a == pytest.approx(reward_b, abs=1e-4)
+
+
 def test_n_step_targets_equal_hand_computed_returns() -> None:
     env = RecordingEnv(episode_length=5)
     # Step sizes far below float32's resolution: the value function stays fixed, so the targets can be recomputed.

@@ -29,6 +29,13 @@ class ActorCriticBackend(Protocol):
         :return: sampled actions ``(n_envs, ...)`` and what :meth:`row_gradients` needs of the actor's pass
         """
 
+    def evaluate(self, obs: Any, actions: Any) -> Any:
+        """
+        :param obs: the networks' input (from :meth:`observe`)
+        :param actions: actions taken earlier in these states, a NumPy array ``(rows, ...)``
+        :return: what :meth:`row_gradients` needs of the actor's pass at these actions (the n-step update)
+        """
+
     def values(self, obs: Any, next_obs: Any) -> tuple[Any, Any, Any]:
         """
         :return: V(obs) and V(next_obs) ``(n_envs,)`` from one pass, without gradient, and what :meth:`row_gradients`

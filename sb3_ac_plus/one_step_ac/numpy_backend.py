@@ -160,6 +160,13 @@ def _write_linear_grads(
     grads[:, bias_offset : bias_offset + n_out] = grad_pre
 
 
+def _log_softmax(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:return: the log-probabilities and the probabilities of categorical logits ``(rows, n)``"""
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    return log_probs, np.exp(log_probs)
+
+
 class NumpyActorCritic:
     """
     The actor and the critic of a supported policy (see :func:`supports_fast_path`) in NumPy.
@@ -191,21 +198,34 @@ class NumpyActorCritic:
         :return: the actions and the actor's forward state
         """
         out, cache = self.actor.forward(obs)
-        state: dict[str, Any] = {"cache": cache}
         if self.gaussian:
-            std = np.exp(self.log_std)
             if noise is None:
                 noise = th.randn(out.shape, generator=generator).numpy()
-            actions = out + std * noise
-            state.update(mean=out, std=std, noise=noise)
-            return actions.astype(np.float32), state
-        logits = out - out.max(axis=-1, keepdims=True)
-        log_probs = logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
-        probs = np.exp(log_probs)
+            actions = (out + np.exp(self.log_std) * noise).astype(np.float32)
+            return actions, self._gaussian_state(out, cache, noise)
+        log_probs, probs = _log_softmax(out)
         uniform = th.rand((probs.shape[0], 1), generator=generator).numpy()
         actions = np.minimum((probs.cumsum(axis=-1) < uniform).sum(axis=-1), probs.shape[-1] - 1)
-        state.update(log_probs=log_probs, probs=probs, actions=actions)
-        return actions, state
+        return actions, {"cache": cache, "log_probs": log_probs, "probs": probs, "actions": actions}
+
+    def evaluate(self, obs: np.ndarray, actions: np.ndarray) -> dict[str, Any]:
+        """
+        The actor's pass at actions taken earlier (the n-step update), with the current parameters.
+
+        :param obs: normalised observations ``(rows, obs_dim)``, float32
+        :param actions: the actions ``(rows,)`` (Categorical) or ``(rows, action_dim)`` (Gaussian)
+        :return: the actor's forward state, as :meth:`act` returns it
+        """
+        out, cache = self.actor.forward(obs)
+        if self.gaussian:
+            # The standard-normal draw that gives these actions under the current mean and std.
+            noise = ((actions - out) * np.exp(-self.log_std)).astype(np.float32)
+            return self._gaussian_state(out, cache, noise)
+        log_probs, probs = _log_softmax(out)
+        return {"cache": cache, "log_probs": log_probs, "probs": probs, "actions": actions.astype(np.intp)}
+
+    def _gaussian_state(self, mean: np.ndarray, cache: ForwardCache, noise: np.ndarray) -> dict[str, Any]:
+        return {"cache": cache, "mean": mean, "std": np.exp(self.log_std), "noise": noise}
 
     def values(self, obs: np.ndarray) -> tuple[np.ndarray, ForwardCache]:
         """
@@ -303,6 +323,9 @@ class NumpyBackend:
 
     def act(self, obs: np.ndarray, noise: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         return self.networks.act(obs, self.generator, noise)
+
+    def evaluate(self, obs: np.ndarray, actions: np.ndarray) -> dict[str, Any]:
+        return self.networks.evaluate(obs, actions)
 
     def values(self, obs: np.ndarray, next_obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, ForwardCache]:
         n_rows = obs.shape[0]

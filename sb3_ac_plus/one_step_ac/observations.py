@@ -5,21 +5,21 @@ from typing import Any
 import numpy as np
 import torch as th
 
-ObsTensor = th.Tensor | dict[str, th.Tensor]
 
-
-def obs_row(obs: ObsTensor, idx: int) -> ObsTensor:
-    """Row ``idx`` of a batch."""
+def obs_row(obs: Any, idx: int) -> Any:
+    """Row ``idx`` of a batch (an array, a tensor, or a dict of either)."""
     if isinstance(obs, dict):
         return {key: value[idx] for key, value in obs.items()}
     return obs[idx]
 
 
-def stack_obs_rows(rows: list[ObsTensor]) -> ObsTensor:
-    """A batch from rows."""
+def stack_obs_rows(rows: list[Any]) -> Any:
+    """A batch from rows (arrays, tensors, or dicts of either)."""
     if isinstance(rows[0], dict):
-        return {key: th.stack([row[key] for row in rows]) for key in rows[0]}  # type: ignore[index]
-    return th.stack(rows)  # type: ignore[arg-type]
+        return {key: stack_obs_rows([row[key] for row in rows]) for key in rows[0]}
+    if isinstance(rows[0], th.Tensor):
+        return th.stack(rows)
+    return np.stack(rows)
 
 
 def concat_obs(first: Any, second: Any) -> Any:

@@ -13,7 +13,7 @@ from stable_baselines3.common.distributions import DiagGaussianDistribution
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
-from stable_baselines3.common.utils import FloatSchedule, obs_as_tensor
+from stable_baselines3.common.utils import FloatSchedule
 from stable_baselines3.common.vec_env import VecEnv
 from threadpoolctl import threadpool_limits
 
@@ -162,11 +162,11 @@ class OneStepAC(OnPolicyAlgorithm):
     :param device: device (cpu, cuda, ...) on which the code should be run; "auto" uses the GPU if there is one
     :param _init_setup_model: whether or not to build the network at the creation of the instance
 
-    Speed: with the default policy on flat vector observations, Categorical or Gaussian actions and ``n_steps=1``,
-    the per-step forward and backward passes run in NumPy on the policy's own parameter memory
-    (:mod:`sb3_ac_plus.one_step_ac.numpy_backend`); every other configuration runs the same update with torch autograd.
-    ``learn()`` runs torch and NumPy's BLAS single-threaded (restoring the settings after): at these batch sizes extra
-    threads only add synchronisation, and collapse when another process holds a core.
+    Speed: with the default policy on flat vector observations and Categorical or Gaussian actions (any ``n_steps``,
+    any ``update_rule`` but ``"optimizer"``, no gSDE), the per-step forward and backward passes run in NumPy on the
+    policy's own parameter memory (:mod:`sb3_ac_plus.one_step_ac.numpy_backend`); every other configuration runs the
+    same update with torch autograd. ``learn()`` runs torch and NumPy's BLAS single-threaded (restoring the settings
+    after): at these batch sizes extra threads only add synchronisation, and collapse when another process holds a core.
     """
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = POLICY_ALIASES
@@ -415,7 +415,6 @@ class OneStepAC(OnPolicyAlgorithm):
         )
         if (
             self._use_fast_path
-            and self.n_steps == 1
             and self.update_rule != "optimizer"
             and not self._shares_parameters
             and supports_fast_path(self.policy, self.observation_space, self.device)
@@ -510,8 +509,9 @@ class OneStepAC(OnPolicyAlgorithm):
         if "windows" in state:
             self._windows = [deque(self._window_entry(*entry) for entry in window) for window in state["windows"]]
 
-    def _window_entry(self, obs: Any, action: np.ndarray, reward: float) -> tuple[Any, th.Tensor, float]:
-        return obs_as_tensor(obs, self.device), th.as_tensor(action, device=self.device), reward  # type: ignore[arg-type]
+    @staticmethod
+    def _window_entry(obs: Any, action: Any, reward: float) -> tuple[Any, np.ndarray, float]:
+        return _to_numpy(obs), np.asarray(_to_numpy(action)), reward
 
     # ------------------------------------------------------------------ acting
 
@@ -680,14 +680,12 @@ class OneStepAC(OnPolicyAlgorithm):
     def _n_step_step(self, env: VecEnv) -> Transition:
         """One step of every env and the update of each state whose k-step return it completes (``n_steps > 1``)."""
         backend = self._backend
-        assert isinstance(backend, TorchBackend)
-        obs = self._obs_input
+        assert backend is not None
+        raw_obs = self._last_obs
         with th.no_grad():
-            actions, _ = backend.act(obs, self._exploration_noise())
+            actions, _ = backend.act(self._obs_input, self._exploration_noise())
         step = self._env_step(env, actions)
-        with th.no_grad():
-            next_values = critic_values(self.policy, backend.observe(step.bootstrap_obs))
-        self._commit(step, self._n_step_update(obs, actions, step, next_values))
+        self._commit(step, self._n_step_update(raw_obs, _to_numpy(actions), step))
         return step
 
     def _td_errors(self, step: Transition, values: Any, next_values: Any) -> Any:
@@ -710,16 +708,21 @@ class OneStepAC(OnPolicyAlgorithm):
             return self.ent_coef * delta.sign()
         return (self.ent_coef * np.sign(delta)).astype(np.float32)
 
-    def _n_step_update(self, obs: Any, actions: th.Tensor, step: Transition, next_values: th.Tensor) -> PendingUpdate:
+    def _n_step_update(self, raw_obs: Any, actions: np.ndarray, step: Transition) -> PendingUpdate:
         """
         Add this step to a copy of each env's window and compute the update of every state whose k-step return is now
-        known; the copies become the windows when the update is committed.
+        known; the copies become the windows when the update is committed. The windows keep raw observations and
+        actions (NumPy), so each due state is seen with the current parameters and normalisation statistics.
+
+        :param raw_obs: the observations the actions were taken in, as the VecEnv gave them
+        :param actions: the actions taken, as the policy sampled them (before clipping)
+        :param step: this step's transition
         """
         assert self._windows is not None
         windows = [deque(window) for window in self._windows]
         rows_obs, rows_actions, rows_returns, rows_discounts, rows_env = [], [], [], [], []
         for env_idx, window in enumerate(windows):
-            window.append((obs_row(obs, env_idx), actions[env_idx], float(step.learn_rewards[env_idx])))
+            window.append((obs_row(raw_obs, env_idx), actions[env_idx], float(step.learn_rewards[env_idx])))
             if not step.dones[env_idx] and len(window) < self.n_steps:
                 continue
             # Done: every state left in the window is due (truncated returns). Otherwise the oldest one is.
@@ -737,20 +740,23 @@ class OneStepAC(OnPolicyAlgorithm):
                 window.popleft()
         if not rows_env:
             return PendingUpdate(None, None, None, applied=False, windows=windows)
-        batch_obs = stack_obs_rows(rows_obs)
-        actor = actor_outputs(self.policy, batch_obs, th.stack(rows_actions))
-        targets = (
-            th.tensor(rows_returns, dtype=th.float32, device=self.device)
-            + th.tensor(rows_discounts, dtype=th.float32, device=self.device) * next_values[rows_env]
-        )
-        values = critic_values(self.policy, batch_obs)
-        delta = targets - values.detach()
-        self._check_delta(delta)
-        if self.update_rule == "optimizer":
-            return self._optimizer_update(values, actor.log_prob, actor.entropy, delta)._replace(windows=windows)
         backend = self._backend
         assert backend is not None
-        actor_grads, critic_grads, log_prob, entropy = backend.row_gradients(actor, values, self._entropy_weights(delta))
+        batch_obs = backend.observe(stack_obs_rows(rows_obs))
+        # V of the due states and of every env's next state in one pass, with the parameters before this update.
+        values, next_values, critic = backend.values(batch_obs, backend.observe(step.bootstrap_obs))
+        actor = backend.evaluate(batch_obs, np.stack(rows_actions))
+        returns: Any = np.asarray(rows_returns, dtype=np.float32)
+        discounts: Any = np.asarray(rows_discounts, dtype=np.float32)
+        index: Any = np.asarray(rows_env)
+        if isinstance(values, th.Tensor):
+            returns, discounts = th.as_tensor(returns, device=self.device), th.as_tensor(discounts, device=self.device)
+            index = th.as_tensor(index, device=self.device)
+        delta = returns + discounts * next_values[index] - values
+        self._check_delta(delta)
+        if self.update_rule == "optimizer":
+            return self._optimizer_update(critic, actor.log_prob, actor.entropy, delta)._replace(windows=windows)
+        actor_grads, critic_grads, log_prob, entropy = backend.row_gradients(actor, critic, self._entropy_weights(delta))
         update = self._bounded_update(
             delta, actor_grads, critic_grads, backend.actor_params, backend.critic_params, log_prob, entropy
         )

@@ -164,6 +164,9 @@ class TorchBackend:
         outputs = actor_outputs(self.policy, obs, generator=self.generator, noise=noise)
         return outputs.actions, outputs
 
+    def evaluate(self, obs: th.Tensor | dict[str, th.Tensor], actions: Any) -> ActorOutputs:
+        return actor_outputs(self.policy, obs, th.as_tensor(actions, device=self.policy.device))
+
     def values(self, obs: Any, next_obs: Any) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
         n_rows = _n_rows(obs)
         both = critic_values(self.policy, concat_obs(obs, next_obs))
