@@ -235,6 +235,7 @@ def test_default_algorithm_end_to_end_then_resume(tmp_path: Path, capsys: pytest
     assert sorted(states(study)) == [0, 1, 2]
     best = study.best_trial
     assert best.user_attrs["env_steps"] >= 2 * 600 and len(best.user_attrs["seed_scores"]) == 2
+    assert 0.0 < best.user_attrs["train_seconds"] < best.duration.total_seconds()
     assert len(best.intermediate_values) == 2
 
     env_id, block = read_block(study_dir / "best_hyperparameters.yml")
@@ -253,6 +254,49 @@ def test_default_algorithm_end_to_end_then_resume(tmp_path: Path, capsys: pytest
     assert main([*args, "--n-trials", "1", "--verbose", "0"]) == 0
     study = journal_study(tmp_path, "one_step_ac-CartPole-v1")
     assert sorted(states(study)) == [0, 1, 2, 3]
+
+
+def test_ties_on_the_best_value_go_to_the_trial_that_trained_fastest() -> None:
+    import datetime
+
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import FrozenTrial, TrialState
+
+    from sb3_ac_plus.tuning.outputs import best_hyperparameters_yaml, best_trial
+
+    start = datetime.datetime(2026, 1, 1)
+
+    def add(study: optuna.Study, value: float, minutes: float, train_seconds: float | None) -> None:
+        attrs = {"hyperparameters": {"learning_rate": value / 1000}}
+        if train_seconds is not None:
+            attrs["train_seconds"] = train_seconds
+        study.add_trial(
+            FrozenTrial(
+                number=0,
+                state=TrialState.COMPLETE,
+                value=value,
+                datetime_start=start,
+                datetime_complete=start + datetime.timedelta(minutes=minutes),
+                params={"learning_rate": value / 1000},
+                distributions={"learning_rate": FloatDistribution(0.0, 1.0)},
+                user_attrs=attrs,
+                system_attrs={},
+                intermediate_values={},
+                trial_id=0,
+            )
+        )
+
+    study = optuna.create_study(direction="maximize")
+    study.set_user_attr("settings", {"algo": "one_step_ac", "env_id": "CartPole-v1", "n_timesteps": 1000})
+    add(study, 500.0, minutes=1.0, train_seconds=30.0)
+    add(study, 480.0, minutes=0.1, train_seconds=1.0)  # fastest, but not tied with the best
+    add(study, 500.0, minutes=3.0, train_seconds=10.0)
+    add(study, 500.0, minutes=2.0, train_seconds=10.0)
+    assert best_trial(study).number == 2  # least training seconds among the tied; the lowest number breaks ties
+    assert "3 trials tied at this value; this one trained fastest" in best_hyperparameters_yaml(study, best_trial(study))
+    add(study, 500.0, minutes=0.5, train_seconds=None)  # predates train_seconds: durations decide
+    assert best_trial(study).number == 4
+    assert best_trial(optuna.create_study()) is None
 
 
 def test_plots_are_written(tmp_path: Path) -> None:

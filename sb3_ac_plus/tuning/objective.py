@@ -9,6 +9,7 @@ worker's single thread; parallelism comes from worker processes.
 from __future__ import annotations
 
 import math
+import time
 import re
 import traceback
 from collections.abc import Callable, Sequence
@@ -219,10 +220,12 @@ class Objective:
         aggregate = OBJECTIVES[settings.objective]
         curves: list[list[float]] = [[] for _ in runs]
         eval_env_steps = 0
+        train_seconds = 0.0
 
         def record_steps() -> None:
             trial.set_user_attr("env_steps", int(sum(model.num_timesteps for model, _ in runs)))
             trial.set_user_attr("eval_env_steps", eval_env_steps)
+            trial.set_user_attr("train_seconds", round(train_seconds, 3))
             if all(curves):
                 trial.set_user_attr("seed_scores", [aggregate(curve) for curve in curves])
 
@@ -231,7 +234,9 @@ class Objective:
                 for (model, eval_env), curve in zip(runs, curves, strict=True):
                     try:
                         if model.num_timesteps < target:
+                            started = time.perf_counter()
                             model.learn(total_timesteps=target - model.num_timesteps, reset_num_timesteps=False)
+                            train_seconds += time.perf_counter() - started
                         _check_finite(model)
                         train_env = model.get_env()
                         if isinstance(eval_env, VecNormalize) and train_env is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import math
 import warnings
 from collections import Counter
 from dataclasses import dataclass
@@ -67,16 +68,39 @@ def step_accounting(trials: list[FrozenTrial]) -> StepAccounting:
     return StepAccounting(run=run, without_pruning=without_pruning, n_pruned=n_pruned)
 
 
+def tied_best_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """The completed trials whose value equals the best one (several when the objective saturates, e.g. CartPole's 500).
+
+    :param study: the study
+    :return: the trials, by number; empty when no trial completed
+    """
+    try:
+        best_value = study.best_value
+    except ValueError:
+        return []
+    return [trial for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if trial.value == best_value]
+
+
+def _training_cost(trial: FrozenTrial, use_train_seconds: bool) -> float:
+    if use_train_seconds:
+        return float(trial.user_attrs["train_seconds"])
+    return trial.duration.total_seconds() if trial.duration is not None else math.inf
+
+
 def best_trial(study: optuna.Study) -> FrozenTrial | None:
     """The best completed trial, or None when no trial completed.
+
+    Ties on the value go to the trial that trained fastest: the least training seconds (``train_seconds``, summed over
+    its seeds), or, when a tied trial predates that record, the shortest duration; then the lowest number.
 
     :param study: the study
     :return: the trial
     """
-    try:
-        return study.best_trial
-    except ValueError:
+    tied = tied_best_trials(study)
+    if not tied:
         return None
+    use_train_seconds = all("train_seconds" in trial.user_attrs for trial in tied)
+    return min(tied, key=lambda trial: (_training_cost(trial, use_train_seconds), trial.number))
 
 
 def _describe_objective(settings: dict[str, Any]) -> str:
@@ -101,6 +125,11 @@ def best_hyperparameters_yaml(study: optuna.Study, trial: FrozenTrial) -> str:
     comments = [
         f"Best trial of study {study.study_name!r}: trial {trial.number}, {algo} on {settings.get('env_id')}",
         f"value {trial.value:.6g} = {_describe_objective(settings)}; per seed: {_format_scores(trial)}",
+    ]
+    n_tied = len(tied_best_trials(study))
+    if n_tied > 1:
+        comments.append(f"{n_tied} trials tied at this value; this one trained fastest")
+    comments += [
         f"written {datetime.datetime.now().isoformat(timespec='seconds')} by tuning/optimize.py",
         f"build it: from sb3_ac_plus.tuning import make_model; model = make_model({algo!r}, '{BEST_HYPERPARAMETERS_FILE}')",
     ]
