@@ -122,7 +122,8 @@ def activation_fn(value: str | type[nn.Module]) -> type[nn.Module]:
 def sample_one_step_ac(space: Space) -> dict[str, Any]:
     """OneStepAC with ObGD's bounded step sizes (plain or adaptive), whose bounds make large nominal learning rates safe.
 
-    Exploration noise (colored with ``noise_beta``, or gSDE) is searched for Box actions only.
+    Exploration noise (colored with ``noise_beta``, or gSDE) and the Gaussian's initial ``log_std_init`` are searched for
+    Box actions only.
 
     :param space: where the values come from
     :return: constructor kwargs
@@ -146,8 +147,17 @@ def sample_one_step_ac(space: Space) -> dict[str, Any]:
         "critic_kappa": space.uniform("critic_kappa", 1.0, 5.0),
         "use_sde": use_sde,
         "noise_beta": space.categorical("noise_beta", [0.0, 0.5, 1.0, 2.0], when=continuous and not use_sde, otherwise=0.0),
-        "policy_kwargs": {"net_arch": net_arch(space.categorical("net_arch", ["tiny", "small", "medium"]))},
+        "policy_kwargs": {
+            "net_arch": net_arch(space.categorical("net_arch", ["tiny", "small", "medium"])),
+            # The Gaussian's initial std: with gSDE it multiplies LayerNorm'd latents (std about sqrt(units)).
+            **_present("log_std_init", space.categorical("log_std_init", [-2.0, -1.0, 0.0, 1.0], when=continuous)),
+        },
     }
+
+
+def _present(name: str, value: Any) -> dict[str, Any]:
+    """``{name: value}``, or nothing when the hyperparameter does not apply (None)."""
+    return {} if value is None else {name: value}
 
 
 def sample_a2c(space: Space) -> dict[str, Any]:
