@@ -35,6 +35,9 @@ def _with_threads(n_threads: int | None, make: Callable[[], BaseAlgorithm]) -> C
 
 CONFIGS: dict[str, Callable[[], BaseAlgorithm]] = {
     "OneStepAC (defaults, n_envs=1)": lambda: OneStepAC("MlpPolicy", "CartPole-v1", seed=0),
+    "OneStepAC (n_steps=4, trace_lambda=0, n_envs=1)": lambda: OneStepAC(
+        "MlpPolicy", "CartPole-v1", n_steps=4, trace_lambda=0.0, seed=0
+    ),
     "A2C (defaults, n_steps=5)": lambda: A2C("MlpPolicy", "CartPole-v1", seed=0),
     "A2C (defaults, n_steps=5, 1 thread)": lambda: A2C("MlpPolicy", "CartPole-v1", seed=0),
     "A2C (n_steps=1)": lambda: A2C("MlpPolicy", "CartPole-v1", n_steps=1, seed=0),
