@@ -6,7 +6,8 @@ Every run is evaluated deterministically before training, every ``--eval-freq`` 
 separate env. Per algorithm: the IQM over seeds of the final return (the mean return of the last evaluation) with a 95%
 stratified bootstrap confidence interval; how many seeds reach the env's reward threshold, with the median env steps and
 training seconds to reach it; and env-steps/s (training only, evaluation excluded). Seeds run in ``--workers`` worker
-processes. Outputs in ``--output-dir``: runs.csv (one row per algorithm, seed and evaluation), summary.json,
+processes. Outputs in ``--output-dir``: runs.csv (one row per algorithm, seed and evaluation; rewritten as each run
+finishes, so a comparison stopped part way keeps its finished runs), summary.json,
 summary.md (the table) and curves.png (IQM curve per algorithm with its 95% bootstrap band). If that folder already
 holds results, they are kept: the new ones go to a timestamped subfolder, unless ``--overwrite``. In summary.json a
 threshold not reached, or an env without one, is null.
@@ -19,7 +20,7 @@ import multiprocessing
 import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -109,11 +110,19 @@ def _top_level_items(settings: str) -> list[str]:
 
 
 def run_all(
-    jobs: Sequence[tuple[Variant, int]], env_id: str, workers: int, progress: bool = True, **kwargs: Any
+    jobs: Sequence[tuple[Variant, int]],
+    env_id: str,
+    workers: int,
+    progress: bool = True,
+    on_result: Callable[[list[RunResult]], None] | None = None,
+    **kwargs: Any,
 ) -> list[RunResult]:
-    """Run ``train_and_evaluate`` for every ``(variant, seed)``; with ``workers > 1`` in that many spawned processes."""
+    """Run ``train_and_evaluate`` for every ``(variant, seed)``; with ``workers > 1`` in that many spawned processes.
+
+    :param on_result: called with the runs finished so far each time one finishes (the comparison saves them)
+    """
     bar = tqdm(total=len(jobs), desc=f"{env_id} runs", unit="run", disable=not progress)
-    results = []
+    results: list[RunResult] = []
 
     def arguments(variant: Variant, seed: int) -> dict[str, Any]:
         block: dict[str, Any] | None = {} if variant.from_defaults else None
@@ -122,6 +131,8 @@ def run_all(
     if workers == 1:
         for variant, seed in jobs:
             results.append(train_and_evaluate(**arguments(variant, seed), **kwargs))
+            if on_result is not None:
+                on_result(results)
             bar.update()
     else:
         # forkserver/spawn: a fork would copy the parent's torch threads and locks into the workers.
@@ -130,6 +141,8 @@ def run_all(
             futures = [pool.submit(train_and_evaluate, **arguments(variant, seed), **kwargs) for variant, seed in jobs]
             for future in as_completed(futures):
                 results.append(future.result())
+                if on_result is not None:
+                    on_result(results)
                 bar.update()
     bar.close()
     labels = list(dict.fromkeys(variant.label for variant, _ in jobs))
@@ -306,12 +319,19 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
     threshold = reward_threshold(args.env)
 
     jobs = [(variant, seed) for variant in variants for seed in range(args.seeds)]
+    output_dir.mkdir(parents=True, exist_ok=True)
+
+    def save_finished(finished: list[RunResult]) -> None:
+        # runs.csv grows as runs finish, so a comparison stopped part way keeps what it measured
+        runs_table(finished).to_csv(output_dir / "runs.csv", index=False)
+
     start = time.perf_counter()
     results = run_all(
         jobs,
         args.env,
         min(args.workers, len(jobs)),
         progress=not args.no_progress,
+        on_result=save_finished,
         budget=args.budget,
         eval_freq=args.eval_freq,
         eval_episodes=args.eval_episodes,
@@ -321,7 +341,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
 
     summary = summarize(results, threshold)
     table = markdown_table(summary, args.env, threshold)
-    output_dir.mkdir(parents=True, exist_ok=True)
     runs = runs_table(results)
     runs.to_csv(output_dir / "runs.csv", index=False)
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}

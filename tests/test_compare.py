@@ -87,6 +87,25 @@ def test_comparison_writes_consistent_results_and_keeps_earlier_ones(tmp_path: P
     check_outputs(stamped, ["a2c"], seeds=1)
 
 
+def test_a_comparison_stopped_part_way_keeps_its_finished_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sb3_ac_plus.compare as compare
+
+    calls = []
+
+    def first_run_then_stop(**kwargs):
+        calls.append(kwargs["seed"])
+        if len(calls) > 1:
+            raise KeyboardInterrupt  # as a user's Ctrl-C, or a timeout's signal, during the second run
+        return train_and_evaluate(**kwargs)
+
+    monkeypatch.setattr(compare, "train_and_evaluate", first_run_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        main(["--env", "CartPole-v1", "--algos", "a2c", *TINY, "--workers", "1", "--output-dir", str(tmp_path)])
+    runs = pd.read_csv(tmp_path / "runs.csv")
+    assert set(runs["seed"]) == {0} and set(runs["algo"]) == {"a2c"} and runs["steps"].max() >= 600
+    assert not (tmp_path / "summary.json").exists()
+
+
 def test_seeds_run_in_parallel_workers(tmp_path: Path) -> None:
     main(["--env", "CartPole-v1", "--algos", "one_step_ac", "ppo", *TINY, "--workers", "2", "--output-dir", str(tmp_path)])
     check_outputs(tmp_path, ["one_step_ac", "ppo"], seeds=2)
