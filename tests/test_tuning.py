@@ -207,6 +207,13 @@ def test_zoo_block_keeps_types() -> None:
         (["--fix", "policy_kwargs=dict(activation_fn=os.system)"], "--fix", "not allowed"),
         (["--env", "CartPol-v1"], "--env", "CartPole-v1"),
         (["--n-timesteps", "3", "--n-evaluations", "5"], "--n-evaluations", "at most"),
+        (["--enqueue", "not_searched=1"], "--enqueue", "searched: "),
+        (["--enqueue", "n_epochs=5"], "--enqueue", "--fix"),
+        (["--enqueue", "gamma=0.5"], "--enqueue", "one of [0.9"),
+        (["--enqueue", "learning_rate=10"], "--enqueue", "[0.03, 3]"),
+        (["--enqueue", "use_sde=1"], "--enqueue", "[False, True]"),
+        (["--fix", "gamma=0.99", "--enqueue", "gamma=0.99"], "--enqueue", "fixed by --fix"),
+        (["--enqueue", "gamma"], "--enqueue", "NAME=VALUE"),
     ],
 )
 def test_invalid_flags_name_the_flag(argv: list[str], flag: str, hint: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -263,6 +270,23 @@ def test_default_algorithm_end_to_end_then_resume(tmp_path: Path, capsys: pytest
     assert main([*args, "--n-trials", "1", "--verbose", "0"]) == 0
     study = journal_study(tmp_path, "one_step_ac-CartPole-v1")
     assert sorted(states(study)) == [0, 1, 2, 3]
+
+
+def test_enqueued_trials_run_first_with_their_values_and_are_not_enqueued_again_on_resume(tmp_path: Path) -> None:
+    args = [*TINY, "--output-dir", str(tmp_path), "--fix", "n_envs=1"]
+    args += ["--enqueue", "gamma=0.9", "net_arch=tiny", "trace_lambda=0", "--enqueue", "gamma=0.95", "learning_rate=0.1"]
+    assert main([*args, "--n-trials", "2"]) == 0
+    study = journal_study(tmp_path, "one_step_ac-CartPole-v1")
+    first, second = study.trials
+    assert (first.params["gamma"], first.params["net_arch"], first.params["trace_lambda"]) == (0.9, "tiny", 0.0)
+    assert "n_steps" in first.params  # sampled, since trace_lambda 0 makes it apply
+    assert (second.params["gamma"], second.params["learning_rate"]) == (0.95, 0.1)
+    assert first.user_attrs["hyperparameters"]["policy_kwargs"] == "dict(net_arch=[64])"  # what the model was built with
+
+    assert main([*args, "--n-trials", "1"]) == 0  # the same command resumes: nothing is enqueued twice
+    study = journal_study(tmp_path, "one_step_ac-CartPole-v1")
+    assert sorted(states(study)) == [0, 1, 2]
+    assert [("fixed_params" in trial.system_attrs) for trial in study.trials] == [True, True, False]
 
 
 def test_ties_on_the_best_value_go_to_the_trial_that_trained_fastest() -> None:

@@ -28,7 +28,13 @@ from sb3_ac_plus.common.arguments import non_negative_int, positive_float, posit
 from sb3_ac_plus.tuning.algorithms import ALGORITHMS, constructor_parameters
 from sb3_ac_plus.tuning.objective import OBJECTIVES, TrialSettings
 from sb3_ac_plus.tuning.outputs import best_trial, summary, write_outputs
-from sb3_ac_plus.tuning.search_spaces import POLICY_KWARG_NAMES, activation_fn, net_arch, searched_names
+from sb3_ac_plus.tuning.search_spaces import (
+    POLICY_KWARG_NAMES,
+    activation_fn,
+    check_searched_value,
+    net_arch,
+    searched_names,
+)
 from sb3_ac_plus.tuning.storage import check_storage_argument, fail_dead_local_trials, open_storage, parse_storage
 from sb3_ac_plus.tuning.study_setup import PRUNERS, SAMPLERS, StudyMismatchError, create_or_resume_study
 from sb3_ac_plus.tuning.workers import RunConfig, count_trials, describe_exit_codes, run_workers
@@ -45,6 +51,7 @@ examples:
   python tuning/optimize.py --algo ppo --env Acrobot-v1 --n-trials 50 --n-seeds 3 --n-jobs 2
   python tuning/optimize.py --algo a2c --fix gamma=0.99 net_arch=small --objective last
   python tuning/optimize.py --storage postgresql://user@host/db --study-name acro --max-total-trials 200
+  python tuning/optimize.py --env Acrobot-v1 --enqueue trace_lambda=0.8 gamma=0.995 net_arch=tiny
 
 Re-running a command resumes its study. The best hyperparameters land in
 <output-dir>/<study-name>/best_hyperparameters.yml, ready for rl-zoo or sb3_ac_plus.tuning.make_model().
@@ -103,6 +110,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="hyperparameters to fix instead of search, e.g. --fix gamma=0.99 net_arch=small "
         "'policy_kwargs=dict(net_arch=[64, 64])'. NAME is a searched hyperparameter or any constructor argument "
         "of the algorithm; VALUE is a Python literal or a bare word (see tuning/search_spaces.py)",
+    )
+    what.add_argument(
+        "--enqueue",
+        nargs="+",
+        action="append",
+        type=_fixed_hyperparameter,
+        default=[],
+        metavar="NAME=VALUE",
+        help="a trial to run before the sampler's own, with these searched hyperparameters (the rest sampled), to "
+        "warm-start a study with a known config; repeat the flag for several trials, e.g. --enqueue gamma=0.99 "
+        "net_arch=tiny --enqueue gamma=0.995. A trial the study already holds with the same values is not enqueued "
+        "again, so rerunning the command resumes the study without duplicates",
     )
     what.add_argument("--device", default="cpu", help="torch device of the models (default: cpu)")
 
@@ -280,6 +299,17 @@ def _check_fixed(parser: argparse.ArgumentParser, algo: str, fixed: dict[str, An
             parser.error(f"argument --fix: {error}")
 
 
+def _check_enqueued(parser: argparse.ArgumentParser, algo: str, fixed: dict[str, Any], trials: list[dict[str, Any]]) -> None:
+    for params in trials:
+        for name, value in params.items():
+            if name in fixed:
+                parser.error(f"argument --enqueue: {name} is fixed by --fix for every trial; leave it out of --enqueue")
+            try:
+                check_searched_value(algo, name, value)
+            except ValueError as error:
+                parser.error(f"argument --enqueue: {error}; other constructor arguments go to --fix")
+
+
 def _default_study_name(algo: str, env_id: str) -> str:
     return f"{algo}-{env_id}".replace("/", "_").replace(":", "_")
 
@@ -295,6 +325,8 @@ def parse_arguments(argv: list[str] | None = None) -> tuple[argparse.Namespace, 
     _check_env(parser, args.env)
     fixed = dict(args.fix)
     _check_fixed(parser, args.algo, fixed)
+    args.enqueue = [dict(params) for params in args.enqueue]
+    _check_enqueued(parser, args.algo, fixed, args.enqueue)
     if args.sampler in SCIPY_SAMPLERS and importlib.util.find_spec("scipy") is None:
         parser.error(f"argument --sampler: {args.sampler} needs SciPy; pip install scipy, or use tpe or random")
     if args.n_evaluations > args.n_timesteps:
@@ -340,6 +372,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     fail_dead_local_trials(study)
     n_existing = len(study.get_trials(deepcopy=False))
+    for params in args.enqueue:
+        study.enqueue_trial(params, skip_if_exists=True)
     if args.n_jobs > (os.cpu_count() or 1):
         notes.append(f"--n-jobs {args.n_jobs} is more than the {os.cpu_count()} cores; workers will share cores")
     if args.n_warmup_evaluations >= settings.n_evaluations and args.pruner != "none":

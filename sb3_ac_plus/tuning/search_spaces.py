@@ -54,6 +54,8 @@ class Space:
         self.fixed = dict(fixed or {})
         self.continuous_actions = continuous_actions
         self.names: list[str] = []
+        # what each name may take: (low, high) for a float, the list of choices for a categorical
+        self.domains: dict[str, tuple[float, float] | list[Any]] = {}
 
     def _ask(self, name: str, when: bool, otherwise: Any, suggest: Callable[[optuna.Trial], Any], dry_run: Any) -> Any:
         self.names.append(name)
@@ -75,10 +77,12 @@ class Space:
         :param otherwise: the value used when ``when`` is False
         :return: the value for this trial
         """
+        self.domains[name] = (low, high)
         return self._ask(name, when, otherwise, lambda trial: trial.suggest_float(name, low, high, log=True), low)
 
     def uniform(self, name: str, low: float, high: float, when: bool = True, otherwise: Any = None) -> Any:
         """A float drawn uniformly in [low, high]; see :meth:`log_uniform` for the parameters."""
+        self.domains[name] = (low, high)
         return self._ask(name, when, otherwise, lambda trial: trial.suggest_float(name, low, high), low)
 
     def categorical(self, name: str, choices: Sequence[Any], when: bool = True, otherwise: Any = None) -> Any:
@@ -86,6 +90,7 @@ class Space:
 
         :param choices: the values to choose from (None, bool, int, float or str)
         """
+        self.domains[name] = list(choices)
         return self._ask(name, when, otherwise, lambda trial: trial.suggest_categorical(name, list(choices)), choices[0])
 
 
@@ -224,6 +229,28 @@ def searched_names(algo: str) -> list[str]:
     space = Space(trial=None, continuous_actions=True)
     SAMPLERS[algo](space)
     return space.names
+
+
+def check_searched_value(algo: str, name: str, value: Any) -> None:
+    """Check that ``value`` is one the sampler of ``algo`` could draw for ``name`` (for an enqueued trial).
+
+    :param algo: command-line name of the algorithm
+    :param name: a searched hyperparameter
+    :param value: the value to check
+    :raises ValueError: naming what the search allows, when ``name`` is not searched or ``value`` is outside its domain
+    """
+    space = Space(trial=None, continuous_actions=True)
+    SAMPLERS[algo](space)
+    if name not in space.domains:
+        raise ValueError(f"{name!r} is not searched for {algo}; searched: {', '.join(space.names)}")
+    domain = space.domains[name]
+    if isinstance(domain, list):
+        if value not in domain or isinstance(value, bool) != any(isinstance(choice, bool) for choice in domain):
+            raise ValueError(f"{name} must be one of {domain}, got {value!r}")
+        return
+    low, high = domain
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise ValueError(f"{name} must be a number in [{low:g}, {high:g}], got {value!r}")
 
 
 def sample_hyperparameters(
