@@ -226,9 +226,14 @@ def searched_names(algo: str) -> list[str]:
     :param algo: command-line name of the algorithm
     :return: the names, in the order the sampler asks for them
     """
+    return _dry_run(algo).names
+
+
+def _dry_run(algo: str) -> Space:
+    """The space after a dry run of the sampler of ``algo`` (Box actions, so every name is asked for)."""
     space = Space(trial=None, continuous_actions=True)
     SAMPLERS[algo](space)
-    return space.names
+    return space
 
 
 def check_searched_value(algo: str, name: str, value: Any) -> None:
@@ -239,8 +244,7 @@ def check_searched_value(algo: str, name: str, value: Any) -> None:
     :param value: the value to check
     :raises ValueError: naming what the search allows, when ``name`` is not searched or ``value`` is outside its domain
     """
-    space = Space(trial=None, continuous_actions=True)
-    SAMPLERS[algo](space)
+    space = _dry_run(algo)
     if name not in space.domains:
         raise ValueError(f"{name!r} is not searched for {algo}; searched: {', '.join(space.names)}")
     domain = space.domains[name]
