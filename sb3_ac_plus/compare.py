@@ -5,7 +5,8 @@
 Every run is evaluated deterministically before training, every ``--eval-freq`` env steps and at the end, on a
 separate env. Per algorithm: the IQM over seeds of the final return (the mean return of the last evaluation) with a 95%
 stratified bootstrap confidence interval; how many seeds reach the env's reward threshold, with the median env steps and
-training seconds to reach it; and env-steps/s (training only, evaluation excluded). Seeds run in ``--workers`` worker
+training seconds to reach it; the share of training episodes (the exploring policy's, not the deterministic one's)
+whose return reached the threshold; and env-steps/s (training only, evaluation excluded). Seeds run in ``--workers`` worker
 processes. Outputs in ``--output-dir``: runs.csv (one row per algorithm, seed and evaluation; rewritten as each run
 finishes, so a comparison stopped part way keeps its finished runs), summary.json,
 summary.md (the table) and curves.png (IQM curve per algorithm with its 95% bootstrap band). If that folder already
@@ -190,6 +191,11 @@ def summarize(results: Sequence[RunResult], threshold: float | None) -> dict[str
             # The median of a list with inf beyond its middle is inf: "not reached by most seeds".
             "median_steps_to_threshold": statistics.median(steps_to),
             "median_seconds_to_threshold": statistics.median(seconds_to),
+            # The exploring policy's side: training episodes that ended, and those whose return reached the threshold.
+            "training_episodes": [len(run.train_returns) for run in runs],
+            "training_episodes_reaching_threshold": None
+            if threshold is None
+            else [sum(value >= threshold for value in run.train_returns) for run in runs],
             "total_steps": [run.total_steps for run in runs],
             "train_seconds": [run.train_seconds for run in runs],
             "steps_per_second": statistics.mean(run.steps_per_second for run in runs),
@@ -205,12 +211,20 @@ def _reached(value: float, budget: int, unit: str = "") -> str:
     return f"{value:,.0f}" if not unit else f"{value:.1f}{unit}"
 
 
+def _episode_share(row: dict[str, Any]) -> str:
+    """``31% of 254``: the share of all seeds' training episodes whose return reached the threshold."""
+    episodes = sum(row["training_episodes"])
+    if row["training_episodes_reaching_threshold"] is None or episodes == 0:
+        return "n/a"
+    return f"{sum(row['training_episodes_reaching_threshold']) / episodes:.0%} of {episodes:,}"
+
+
 def markdown_table(summary: dict[str, dict[str, Any]], env_id: str, threshold: float | None) -> str:
     shown = "n/a" if threshold is None else f"{threshold:g}"
     lines = [
         f"| algorithm | final return IQM [95% CI] | seeds reaching {shown} (still at the end) | median steps to {shown} "
-        f"| median training seconds to {shown} | env-steps/s |",
-        "|---|---:|---:|---:|---:|---:|",
+        f"| median training seconds to {shown} | training episodes reaching {shown} | env-steps/s |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for algo, row in summary.items():
         lower, upper = row["final_return_ci95"]
@@ -223,7 +237,8 @@ def markdown_table(summary: dict[str, dict[str, Any]], env_id: str, threshold: f
         lines.append(
             f"| {algo} | {row['final_return_iqm']:.1f} [{lower:.1f}, {upper:.1f}] | {reached} "
             f"| {_reached(row['median_steps_to_threshold'], budget)} "
-            f"| {_reached(row['median_seconds_to_threshold'], budget, ' s')} | {row['steps_per_second']:.0f} |"
+            f"| {_reached(row['median_seconds_to_threshold'], budget, ' s')} | {_episode_share(row)} "
+            f"| {row['steps_per_second']:.0f} |"
         )
     return "\n".join(lines) + "\n"
 

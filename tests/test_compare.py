@@ -42,8 +42,37 @@ def test_env_without_threshold_reports_na() -> None:
     summary = summarize(runs, threshold=None)
     assert summary["a2c"]["seeds_reaching_threshold"] is None
     table = markdown_table(summary, "Pendulum-v1", None)
-    assert table.splitlines()[-1].count("n/a") == 3
+    assert table.splitlines()[-1].count("n/a") == 4
     assert summary["a2c"]["steps_per_second"] == pytest.approx(100.0)
+    assert summary["a2c"]["training_episodes_reaching_threshold"] is None
+
+
+def test_training_episodes_reaching_the_threshold_are_counted_per_seed() -> None:
+    curve = [EvaluationPoint(0, 0.0, 0.0, 0.0, 0.0), EvaluationPoint(100, 10.0, 0.0, 1.0, 1.5)]
+    runs = [
+        RunResult("one_step_ac", "MountainCarContinuous-v0", 0, 100, 1.0, 1.5, curve, [-99.9, 91.0, 90.0]),
+        RunResult("one_step_ac", "MountainCarContinuous-v0", 1, 100, 1.0, 1.5, curve, [-20.0]),
+        RunResult("a2c", "MountainCarContinuous-v0", 0, 100, 1.0, 1.5, curve, []),
+    ]
+    summary = summarize(runs, threshold=90.0)
+    assert summary["one_step_ac"]["training_episodes"] == [3, 1]
+    assert summary["one_step_ac"]["training_episodes_reaching_threshold"] == [2, 0]
+    assert summary["one_step_ac"]["seeds_reaching_threshold"] == 0  # the deterministic evaluations never did
+    rows = markdown_table(summary, "MountainCarContinuous-v0", 90.0).splitlines()
+    assert "| training episodes reaching 90 |" in rows[0]
+    assert "| 50% of 4 |" in rows[2] and "| n/a |" in rows[3]  # no training episode ended: no share
+
+
+@pytest.mark.parametrize("algo", ["one_step_ac", "a2c"])
+def test_training_returns_are_the_monitors_episodes(algo: str) -> None:
+    from sb3_ac_plus.evaluation.training import PeriodicEvaluation, make_eval_env
+    from sb3_ac_plus.zoo import make_model_and_env
+
+    model, _, _ = make_model_and_env(algo, "CartPole-v1", seed=0)
+    callback = PeriodicEvaluation(make_eval_env(model, "CartPole-v1", 0), 10_000, 1)
+    model.learn(800, callback=callback)
+    episodes = [float(info["r"]) for info in model.ep_info_buffer]
+    assert len(episodes) >= 10 and callback.train_returns == pytest.approx(episodes)
 
 
 def test_training_stops_at_the_budget_inside_a_rollout() -> None:

@@ -49,7 +49,10 @@ class EvaluationPoint:
 
 
 class PeriodicEvaluation(BaseCallback):
-    """Evaluates the model deterministically before training, every ``eval_freq`` env steps, and at the end.
+    """Evaluates the model deterministically before training, every ``eval_freq`` env steps, and at the end; also keeps
+    the return of every training episode that ends (``train_returns``, from the ``Monitor`` of the training envs), so that
+    a run whose exploring policy reaches the goal while its deterministic one does not can be told from one that never
+    gets there.
 
     :param eval_env: the evaluation env (see ``make_eval_env``)
     :param eval_freq: env steps between evaluations, counted over all envs of the training VecEnv
@@ -65,6 +68,7 @@ class PeriodicEvaluation(BaseCallback):
         self.n_eval_episodes = n_eval_episodes
         self.budget = budget
         self.points: list[EvaluationPoint] = []
+        self.train_returns: list[float] = []
         self._next_eval = eval_freq
         self._start = 0.0
         self._eval_seconds = 0.0
@@ -90,6 +94,9 @@ class PeriodicEvaluation(BaseCallback):
             self._evaluate()
 
     def _on_step(self) -> bool:
+        for info in self.locals.get("infos", ()):
+            if "episode" in info:
+                self.train_returns.append(float(info["episode"]["r"]))
         if self.num_timesteps >= self._next_eval:
             self._evaluate()
             while self._next_eval <= self.num_timesteps:
@@ -107,7 +114,8 @@ class PeriodicEvaluation(BaseCallback):
 
 @dataclass
 class RunResult:
-    """One training run: its evaluation curve, total env steps, and training time (evaluation excluded)."""
+    """One training run: its evaluation curve, total env steps, training time (evaluation excluded) and the returns of
+    its training episodes, in the order they ended."""
 
     algo: str
     env_id: str
@@ -116,6 +124,7 @@ class RunResult:
     train_seconds: float
     wall_seconds: float
     curve: list[EvaluationPoint] = field(default_factory=list)
+    train_returns: list[float] = field(default_factory=list)
 
     @property
     def steps_per_second(self) -> float:
@@ -165,4 +174,6 @@ def train_and_evaluate(
     vec_env.close()
     callback.eval_env.close()
     last = callback.points[-1]
-    return RunResult(label or algo, env_id, seed, model.num_timesteps, last.train_seconds, wall, callback.points)
+    return RunResult(
+        label or algo, env_id, seed, model.num_timesteps, last.train_seconds, wall, callback.points, callback.train_returns
+    )
