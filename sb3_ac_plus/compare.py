@@ -31,7 +31,7 @@ import pandas as pd
 import yaml
 from tqdm import tqdm
 
-from sb3_ac_plus.common.arguments import positive_int
+from sb3_ac_plus.common.arguments import env_id_problem, positive_int
 from sb3_ac_plus.evaluation.plots import plot_learning_curves
 from sb3_ac_plus.zoo.algorithms import DEFAULT_COMPARED
 from sb3_ac_plus.evaluation.statistics import iqm_with_ci, steps_to_threshold
@@ -303,8 +303,9 @@ def build_parser(algos: Sequence[str]) -> argparse.ArgumentParser:
 def parse_args(argv: Sequence[str] | None, algos: Sequence[str]) -> argparse.Namespace:
     parser = build_parser(algos)
     args = parser.parse_args(argv)
-    if args.env not in gym.registry:
-        parser.error(f"--env: unknown Gymnasium env id {args.env!r}")
+    problem = env_id_problem(args.env)
+    if problem:
+        parser.error(f"--env: {problem}")
     if args.algos is None:
         args.algos = [] if args.variant else [algo for algo in algos if algo in DEFAULT_COMPARED] or list(algos)
     for variant in args.variant:

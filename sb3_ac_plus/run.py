@@ -18,10 +18,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import gymnasium as gym
 import pandas as pd
 
-from sb3_ac_plus.common.arguments import positive_int
+from sb3_ac_plus.common.arguments import env_id_problem, positive_int
 from sb3_ac_plus.evaluation.plots import plot_learning_curves
 from sb3_ac_plus.evaluation.training import train_and_evaluate
 
@@ -147,8 +146,9 @@ def main(argv: Sequence[str] | None = None) -> Path:
     args = parser.parse_args(argv)
     if args.command == "plot":
         return plot(args, parser)
-    if args.env not in gym.registry:
-        parser.error(f"--env: unknown Gymnasium env id {args.env!r}")
+    problem = env_id_problem(args.env)
+    if problem:
+        parser.error(f"--env: {problem}")
     return train(args) if args.command == "train" else gif(args)
 
 

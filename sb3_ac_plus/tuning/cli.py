@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import difflib
 import importlib.util
 import os
 import sys
@@ -23,7 +22,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from sb3_ac_plus.common.arguments import non_negative_int, positive_float, positive_int
+from sb3_ac_plus.common.arguments import env_id_problem, non_negative_int, positive_float, positive_int
 
 from sb3_ac_plus.tuning.algorithms import ALGORITHMS, constructor_parameters
 from sb3_ac_plus.tuning.objective import OBJECTIVES, TrialSettings
@@ -267,12 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_env(parser: argparse.ArgumentParser, env_id: str) -> None:
-    import gymnasium as gym
-
-    if ":" in env_id or env_id in gym.registry:
-        return  # "module:EnvId" registers on make
-    close = difflib.get_close_matches(env_id, list(gym.registry), n=3)
-    parser.error(f"argument --env: unknown environment {env_id!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
+    problem = env_id_problem(env_id)
+    if problem:
+        parser.error(f"argument --env: {problem}")
 
 
 def _check_fixed(parser: argparse.ArgumentParser, algo: str, fixed: dict[str, Any]) -> None:
