@@ -12,6 +12,11 @@ finishes, so a comparison stopped part way keeps its finished runs), summary.jso
 summary.md (the table) and curves.png (IQM curve per algorithm with its 95% bootstrap band). If that folder already
 holds results, they are kept: the new ones go to a timestamped subfolder, unless ``--overwrite``. In summary.json a
 threshold not reached, or an env without one, is null.
+
+A run that diverges (training stopped by a non-finite value: OneStepAC's NonFiniteError, or a float overflow) does not
+stop the comparison: it is reported with a warning, its final return is its last evaluation (of the policy it stopped
+with, evaluated at the step it stopped), and runs.csv (``diverged_at``), summary.json (``diverged_at``,
+``seeds_diverged``) and summary.md (a line under the table) say which seeds diverged and when.
 """
 
 import argparse
@@ -151,17 +156,28 @@ def run_all(
 
 
 def runs_table(results: Sequence[RunResult]) -> pd.DataFrame:
-    """One row per algorithm, seed and evaluation."""
+    """One row per algorithm, seed and evaluation; ``diverged_at`` is empty but for the rows of a run that diverged."""
     rows = [
-        {"algo": run.algo, "env": run.env_id, "seed": run.seed, "eval_index": index, **vars(point)}
+        {
+            "algo": run.algo,
+            "env": run.env_id,
+            "seed": run.seed,
+            "eval_index": index,
+            **vars(point),
+            "diverged_at": run.diverged_at,
+        }
         for run in results
         for index, point in enumerate(run.curve)
     ]
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).astype({"diverged_at": "Int64"})  # integers, empty where a run did not diverge
 
 
 def summarize(results: Sequence[RunResult], threshold: float | None) -> dict[str, dict[str, Any]]:
-    """Per algorithm: IQM of the final return with its 95% CI, threshold statistics and env-steps/s."""
+    """Per algorithm: IQM of the final return with its 95% CI, threshold statistics, env-steps/s and divergences.
+
+    A run's final return is the mean return of its last evaluation; for a run that diverged, that of the policy it
+    stopped with, evaluated at the step it stopped.
+    """
     summary: dict[str, dict[str, Any]] = {}
     for algo in dict.fromkeys(run.algo for run in results):
         runs = [run for run in results if run.algo == algo]
@@ -199,6 +215,11 @@ def summarize(results: Sequence[RunResult], threshold: float | None) -> dict[str
             "total_steps": [run.total_steps for run in runs],
             "train_seconds": [run.train_seconds for run in runs],
             "steps_per_second": statistics.mean(run.steps_per_second for run in runs),
+            # How many seeds diverged; per seed, the env steps at which training stopped (null: it did not diverge) and
+            # the error that stopped it.
+            "seeds_diverged": sum(run.diverged_at is not None for run in runs),
+            "diverged_at": [run.diverged_at for run in runs],
+            "divergence_errors": [run.error for run in runs],
         }
     return summary
 
@@ -240,7 +261,30 @@ def markdown_table(summary: dict[str, dict[str, Any]], env_id: str, threshold: f
             f"| {_reached(row['median_seconds_to_threshold'], budget, ' s')} | {_episode_share(row)} "
             f"| {row['steps_per_second']:.0f} |"
         )
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + divergence_note(summary)
+
+
+def divergence_note(summary: dict[str, dict[str, Any]]) -> str:
+    """A line under the table saying how many seeds of each algorithm diverged; empty if none did."""
+    if not any(row["seeds_diverged"] for row in summary.values()):
+        return ""
+    counts = []
+    for algo, row in summary.items():
+        stops = zip(row["seeds"], row["diverged_at"], strict=True)
+        where = [f"seed {seed} at {steps:,} steps" for seed, steps in stops if steps is not None]
+        counts.append(f"{algo} {row['seeds_diverged']}/{len(row['seeds'])}" + (f" ({', '.join(where)})" if where else ""))
+    return (
+        f"\nSeeds that diverged (training stopped by a non-finite value; their final return is their last evaluation, "
+        f"of the policy they stopped with): {'; '.join(counts)}.\n"
+    )
+
+
+def divergence_warning(run: RunResult) -> str:
+    """The line printed when a run that diverged finishes: algorithm, seed, step and error."""
+    return (
+        f"warning: {run.algo} seed {run.seed} diverged at {run.diverged_at:,} env steps ({run.error}); "
+        f"its final return is its last evaluation"
+    )
 
 
 def _json_safe(value: Any) -> Any:
@@ -340,6 +384,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
     def save_finished(finished: list[RunResult]) -> None:
         # runs.csv grows as runs finish, so a comparison stopped part way keeps what it measured
         runs_table(finished).to_csv(output_dir / "runs.csv", index=False)
+        if finished[-1].diverged_at is not None:  # the run that just finished
+            tqdm.write(divergence_warning(finished[-1]), file=sys.stderr)
 
     start = time.perf_counter()
     results = run_all(

@@ -5,7 +5,8 @@
     python -m sb3_ac_plus.run gif --algo one_step_ac --env CartPole-v1 --steps 20000 --output cartpole.gif
 
 ``train`` writes a run folder, ``<output-dir>/<algo>_<env>_s<seed>/`` (a timestamped name if that one is taken),
-with model.zip, evaluations.csv (the periodic deterministic evaluation) and run.json (settings and totals).
+with model.zip, evaluations.csv (the periodic deterministic evaluation) and run.json (settings and totals). A run that
+diverges stops there and is saved as it stopped, with ``diverged_at`` and ``error`` in run.json.
 ``plot`` finds every evaluations.csv under the given paths (run folders, or folders of them) and draws one curve per
 algorithm and env: the IQM over its seeds with a 95% bootstrap band. ``gif`` records one deterministic episode
 before training and one after, one after the other in a single GIF.
@@ -52,6 +53,8 @@ def train(args: argparse.Namespace) -> Path:
     info["config_dir"] = None if args.config_dir is None else str(args.config_dir)
     (run_dir / "run.json").write_text(json.dumps(info, indent=1))
     last = result.curve[-1]
+    if result.diverged_at is not None:
+        print(f"warning: training diverged at {result.diverged_at:,} env steps ({result.error}); saved as it stopped")
     print(
         f"{args.algo} on {args.env}, seed {args.seed}: {result.total_steps} env steps in {result.train_seconds:.1f} s "
         f"({result.steps_per_second:.0f} steps/s); final evaluation {last.mean_return:.1f} +/- {last.std_return:.1f}\n"

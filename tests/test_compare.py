@@ -10,6 +10,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
+from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
+
 from sb3_ac_plus.compare import main, markdown_table, parse_variant, summarize
 from sb3_ac_plus.evaluation.statistics import iqm, iqm_with_ci, steps_to_threshold
 from sb3_ac_plus.evaluation.training import EvaluationPoint, RunResult, train_and_evaluate
@@ -132,6 +135,84 @@ def test_a_comparison_stopped_part_way_keeps_its_finished_runs(tmp_path: Path, m
         main(["--env", "CartPole-v1", "--algos", "a2c", *TINY, "--workers", "1", "--output-dir", str(tmp_path)])
     runs = pd.read_csv(tmp_path / "runs.csv")
     assert set(runs["seed"]) == {0} and set(runs["algo"]) == {"a2c"} and runs["steps"].max() >= 600
+    assert not (tmp_path / "summary.json").exists()
+
+
+class FailingSteps(VecEnvWrapper):
+    """Training envs that go wrong from their ``at``-th VecEnv step on: NaN rewards, or ``error`` raised."""
+
+    def __init__(self, venv: VecEnv, at: int, error: Exception | None = None) -> None:
+        super().__init__(venv)
+        self.at = at
+        self.error = error
+        self.steps = 0
+
+    def reset(self) -> VecEnvObs:
+        return self.venv.reset()
+
+    def step_wait(self) -> VecEnvStepReturn:
+        obs, rewards, dones, infos = self.venv.step_wait()
+        self.steps += 1
+        if self.steps >= self.at:
+            if self.error is not None:
+                raise self.error
+            rewards = np.full_like(rewards, np.nan)
+        return obs, rewards, dones, infos
+
+
+def fail_seed(monkeypatch: pytest.MonkeyPatch, failing_seed: int, at: int, error: Exception | None = None) -> None:
+    """Stand in for the zoo: the model of ``failing_seed`` trains on ``FailingSteps`` envs (in this process only)."""
+    import sb3_ac_plus.zoo as zoo
+
+    build = zoo.make_model_and_env
+
+    def make_model_and_env(algo: str, env_id: str, seed: int = 0, **kwargs: Any) -> tuple[Any, VecEnv, int]:
+        model, env, n_timesteps = build(algo, env_id, seed=seed, **kwargs)
+        if seed == failing_seed:
+            env = FailingSteps(env, at, error)
+            model.set_env(env)
+        return model, env, n_timesteps
+
+    monkeypatch.setattr(zoo, "make_model_and_env", make_model_and_env)
+
+
+def test_a_diverged_run_is_recorded_and_the_comparison_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # one_step_ac's CartPole config runs 8 envs: the 40th step's NaN rewards stop seed 1 after 39 steps (312 env steps),
+    # past its evaluation at 304; OneStepAC refuses the step, so the model evaluated at 312 is the last finite one.
+    fail_seed(monkeypatch, failing_seed=1, at=40)
+    main(["--env", "CartPole-v1", "--algos", "one_step_ac", *TINY, "--workers", "1", "--output-dir", str(tmp_path)])
+    row = json.loads((tmp_path / "summary.json").read_text())["summary"]["one_step_ac"]
+    assert row["seeds_diverged"] == 1 and row["diverged_at"] == [None, 312] and row["total_steps"] == [600, 312]
+    no_error, error = row["divergence_errors"]
+    assert no_error is None and error.startswith("NonFiniteError: OneStepAC: non-finite reward")
+    runs = pd.read_csv(tmp_path / "runs.csv")
+    diverged, finished = runs[runs["seed"] == 1], runs[runs["seed"] == 0]
+    assert diverged["steps"].tolist() == [0, 304, 312] and (diverged["diverged_at"] == 312).all()
+    assert row["final_returns"][1] == pytest.approx(diverged["mean_return"].iloc[-1])  # the policy it stopped with
+    assert finished["steps"].tolist() == [0, 304, 600] and finished["diverged_at"].isna().all()
+    alone = train_and_evaluate("one_step_ac", "CartPole-v1", seed=0, budget=600, eval_freq=300, eval_episodes=2)
+    assert finished["mean_return"].tolist() == pytest.approx([point.mean_return for point in alone.curve])
+    assert "one_step_ac 1/2 (seed 1 at 312 steps)" in (tmp_path / "summary.md").read_text()
+    assert (tmp_path / "curves.png").stat().st_size > 0
+    out, err = capsys.readouterr()
+    assert "one_step_ac 1/2 (seed 1 at 312 steps)" in out
+    (warning,) = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert "one_step_ac seed 1 diverged at 312 env steps" in warning and "non-finite reward" in warning
+
+
+def test_a_divergence_right_after_an_evaluation_is_not_evaluated_twice(monkeypatch: pytest.MonkeyPatch) -> None:
+    fail_seed(monkeypatch, failing_seed=0, at=39)  # 38 steps of 8 envs: 304, where the evaluation of 300 happened
+    result = train_and_evaluate("one_step_ac", "CartPole-v1", seed=0, budget=600, eval_freq=300, eval_episodes=1)
+    assert result.diverged_at == result.total_steps == 304 and [point.steps for point in result.curve] == [0, 304]
+    assert result.error is not None and result.error.startswith("NonFiniteError")
+
+
+def test_errors_other_than_divergence_still_stop_the_comparison(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fail_seed(monkeypatch, failing_seed=0, at=5, error=ValueError("a bug in an env"))
+    with pytest.raises(ValueError, match="a bug in an env"):
+        main(["--env", "CartPole-v1", "--algos", "one_step_ac", *TINY, "--workers", "1", "--output-dir", str(tmp_path)])
     assert not (tmp_path / "summary.json").exists()
 
 

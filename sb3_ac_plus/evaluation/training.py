@@ -4,6 +4,8 @@
 train`` runs. Training time excludes evaluation, so env-steps/s measures the learner alone. Training stops at the
 first env step that reaches the budget, even inside a rollout: SB3's ``learn`` would otherwise finish the rollout and
 update on the steps past the budget (PPO with 16 envs x 1024 steps would train on 114,688 steps of a 100,000 budget).
+A run that diverges (one of ``DIVERGENCE_ERRORS`` raised while learning) ends there, with a last evaluation of the
+policy it stopped with; its result records the step and the error, and any other error propagates.
 """
 
 import time
@@ -18,6 +20,11 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize, sync_envs_normalization
 
+from sb3_ac_plus import NonFiniteError
+
+# Errors that mean training diverged (NaN or infinite values) rather than a bug: OneStepAC's check of every step (its
+# updates are atomic, so the model it leaves is the last finite one), float overflow. Anything else is a bug.
+DIVERGENCE_ERRORS: tuple[type[BaseException], ...] = (NonFiniteError, FloatingPointError, OverflowError)
 # Evaluation envs are seeded apart from the training envs of every seed.
 EVAL_SEED_OFFSET = 10_000
 
@@ -111,11 +118,21 @@ class PeriodicEvaluation(BaseCallback):
         if self.points[-1].steps != self.num_timesteps:
             self._evaluate()
 
+    def evaluate_where_stopped(self) -> None:
+        """For training stopped by an error, which skips ``on_training_end``: evaluate the model as it stands at its
+        env steps, unless the last evaluation is already there."""
+        self.num_timesteps = self.model.num_timesteps
+        if not self.points:  # stopped before the first step: the untrained policy's evaluation is the only one
+            self._on_training_start()
+        self._on_training_end()
+
 
 @dataclass
 class RunResult:
     """One training run: its evaluation curve, total env steps, training time (evaluation excluded) and the returns of
-    its training episodes, in the order they ended."""
+    its training episodes, in the order they ended. A run that diverged has ``diverged_at`` (the env steps it had
+    trained when the error was raised, also its ``total_steps``) and ``error`` (the error's type and message); the last
+    point of its curve evaluates the policy it stopped with."""
 
     algo: str
     env_id: str
@@ -125,6 +142,8 @@ class RunResult:
     wall_seconds: float
     curve: list[EvaluationPoint] = field(default_factory=list)
     train_returns: list[float] = field(default_factory=list)
+    diverged_at: int | None = None
+    error: str | None = None
 
     @property
     def steps_per_second(self) -> float:
@@ -151,6 +170,10 @@ def train_and_evaluate(
     ``n_timesteps`` if None; training stops at the first step that reaches it, mid-rollout if need be) with a periodic
     evaluation, and optionally save the model.
 
+    If learning raises one of ``DIVERGENCE_ERRORS``, the run ends there: the model is evaluated once more as it stands
+    (unless the last evaluation is at that step), saved if asked, and the result records the divergence. Any other
+    error propagates.
+
     Torch runs single-threaded: several of these run side by side, one per worker process.
 
     :param overrides: keys that replace the config's (``n_envs=8``, ``noise_beta=1.0``...), checked as the config's are
@@ -164,16 +187,32 @@ def train_and_evaluate(
         algo, env_id, seed=seed, config_dir=config_dir, n_timesteps=budget, block=block, **(overrides or {})
     )
     callback = PeriodicEvaluation(make_eval_env(model, env_id, seed), eval_freq, eval_episodes, budget=int(n_timesteps))
+    diverged: BaseException | None = None
     start = time.perf_counter()
-    model.learn(int(n_timesteps), callback=callback)
-    wall = time.perf_counter() - start
-    if save_path is not None:
-        model.save(save_path)
-        if isinstance(vec_env, VecNormalize):
-            vec_env.save(str(Path(save_path).with_suffix("")) + "_vecnormalize.pkl")
-    vec_env.close()
-    callback.eval_env.close()
+    try:
+        try:
+            model.learn(int(n_timesteps), callback=callback)
+        except DIVERGENCE_ERRORS as error:
+            diverged = error
+            callback.evaluate_where_stopped()
+        wall = time.perf_counter() - start
+        if save_path is not None:
+            model.save(save_path)
+            if isinstance(vec_env, VecNormalize):
+                vec_env.save(str(Path(save_path).with_suffix("")) + "_vecnormalize.pkl")
+    finally:
+        vec_env.close()
+        callback.eval_env.close()
     last = callback.points[-1]
     return RunResult(
-        label or algo, env_id, seed, model.num_timesteps, last.train_seconds, wall, callback.points, callback.train_returns
+        label or algo,
+        env_id,
+        seed,
+        model.num_timesteps,
+        last.train_seconds,
+        wall,
+        callback.points,
+        callback.train_returns,
+        diverged_at=None if diverged is None else model.num_timesteps,
+        error=None if diverged is None else f"{type(diverged).__name__}: {diverged}",
     )

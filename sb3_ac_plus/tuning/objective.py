@@ -26,8 +26,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize, sync_envs_normalization
 
-from sb3_ac_plus import NonFiniteError
-from sb3_ac_plus.evaluation.training import make_eval_env
+from sb3_ac_plus.evaluation.training import DIVERGENCE_ERRORS, make_eval_env
 from sb3_ac_plus.zoo import load_hyperparameters, make_model_and_env
 from sb3_ac_plus.tuning.search_spaces import sample_hyperparameters
 from sb3_ac_plus.tuning.zoo_format import to_yaml_ready
@@ -48,9 +47,8 @@ OBJECTIVE_DESCRIPTIONS = {
 # Trials in these states count towards --max-total-trials (as in rl-zoo); a failed trial frees its place.
 COUNTED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 
-# Errors that mean "these hyperparameters blow up" when raised while training or evaluating: OneStepAC's check of
-# every step, ours of the parameters, float overflow. Anything else is a bug: the trial fails with its traceback.
-DIVERGENCE_ERRORS: tuple[type[BaseException], ...] = (NonFiniteError, FloatingPointError, OverflowError)
+# Errors that mean "these hyperparameters blow up" when raised while training or evaluating: DIVERGENCE_ERRORS, ours
+# of the parameters (Diverged) and the one below. Anything else is a bug: the trial fails with its traceback.
 # torch.distributions' argument check, which A2C and PPO reach with NaN logits or means ("Expected parameter loc
 # (Tensor of shape ...) of distribution Normal(...) to satisfy the constraint Real(), but found invalid values").
 _INVALID_DISTRIBUTION = re.compile(r"^Expected parameter \w+ .* but found invalid values", re.DOTALL)
