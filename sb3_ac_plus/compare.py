@@ -36,7 +36,7 @@ import pandas as pd
 import yaml
 from tqdm import tqdm
 
-from sb3_ac_plus.common.arguments import env_id_problem, positive_int
+from sb3_ac_plus.common.arguments import env_id_problem, non_negative_int, positive_int
 from sb3_ac_plus.evaluation.plots import plot_learning_curves
 from sb3_ac_plus.zoo.algorithms import DEFAULT_COMPARED
 from sb3_ac_plus.evaluation.statistics import iqm_with_ci, steps_to_threshold
@@ -321,7 +321,13 @@ def build_parser(algos: Sequence[str]) -> argparse.ArgumentParser:
         "pink=one_step_ac:noise_beta=1.0 or 8envs=one_step_ac:n_envs=8; with --variant only, no --algos run "
         "unless given",
     )
-    parser.add_argument("--seeds", type=positive_int, default=10, help="seeds per algorithm, 0..N-1 (default: 10)")
+    parser.add_argument("--seeds", type=positive_int, default=10, help="seeds per algorithm, FIRST..FIRST+N-1 (default: 10)")
+    parser.add_argument(
+        "--first-seed",
+        type=non_negative_int,
+        default=0,
+        help="the first seed (default: 0); e.g. --first-seed 10 checks on seeds a config was not chosen on",
+    )
     parser.add_argument(
         "--budget",
         type=positive_int,
@@ -378,7 +384,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
     output_dir = results_dir(args.output_dir or Path("results") / "compare" / args.env, args.overwrite)
     threshold = reward_threshold(args.env)
 
-    jobs = [(variant, seed) for variant in variants for seed in range(args.seeds)]
+    jobs = [(variant, seed) for variant in variants for seed in range(args.first_seed, args.first_seed + args.seeds)]
     output_dir.mkdir(parents=True, exist_ok=True)
 
     def save_finished(finished: list[RunResult]) -> None:
@@ -410,9 +416,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
     with open(output_dir / "summary.json", "w") as file:
         saved = {"env": args.env, "settings": settings, "wall_seconds": elapsed, "summary": summary}
         json.dump(_json_safe(saved), file, indent=1, allow_nan=False)
+    seeds = f"seed {args.first_seed}" if args.seeds == 1 else f"seeds {args.first_seed}-{args.first_seed + args.seeds - 1}"
     budget = f"{args.budget:,} env steps" if args.budget else "each config's n_timesteps"
     header = (
-        f"{args.env}, {args.seeds} seeds per algorithm, {budget}; final return = mean of {args.eval_episodes} "
+        f"{args.env}, {args.seeds} seeds per algorithm ({seeds}), {budget}; final return = mean of {args.eval_episodes} "
         f"deterministic episodes at the end of training; IQM over seeds with a 95% stratified bootstrap CI.\n\n"
     )
     (output_dir / "summary.md").write_text(header + table)

@@ -221,6 +221,18 @@ def test_seeds_run_in_parallel_workers(tmp_path: Path) -> None:
     check_outputs(tmp_path, ["one_step_ac", "ppo"], seeds=2)
 
 
+def test_first_seed_runs_later_seeds_the_same_as_a_comparison_from_zero(tmp_path: Path) -> None:
+    common = ["--env", "CartPole-v1", "--algos", "one_step_ac", *TINY, "--workers", "1"]
+    main([*common, "--output-dir", str(tmp_path / "from0")])
+    main([*common, "--seeds", "1", "--first-seed", "1", "--output-dir", str(tmp_path / "from1")])
+    from0 = pd.read_csv(tmp_path / "from0" / "runs.csv")
+    from1 = pd.read_csv(tmp_path / "from1" / "runs.csv")
+    assert list(from1["seed"].unique()) == [1]
+    columns = ["algo", "seed", "steps", "mean_return", "std_return"]  # the rest are seconds
+    pd.testing.assert_frame_equal(from0.loc[from0["seed"] == 1, columns].reset_index(drop=True), from1[columns])
+    assert "(seed 1)" in (tmp_path / "from1" / "summary.md").read_text()
+
+
 def test_comparison_with_sb3_contrib_trpo(tmp_path: Path) -> None:
     from sb3_contrib import TRPO
 
@@ -252,6 +264,7 @@ def test_default_comparison_is_onestepac_a2c_ppo() -> None:
         (["--budget", "0"], "--budget"),
         (["--workers", "0"], "--workers"),
         (["--eval-freq", "-1"], "--eval-freq"),
+        (["--first-seed", "-1"], "--first-seed"),
     ],
 )
 def test_bad_flags_exit_2_naming_the_flag(
