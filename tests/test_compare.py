@@ -209,6 +209,22 @@ def test_a_divergence_right_after_an_evaluation_is_not_evaluated_twice(monkeypat
     assert result.error is not None and result.error.startswith("NonFiniteError")
 
 
+def test_curves_carry_a_stopped_run_at_its_last_evaluation() -> None:
+    from sb3_ac_plus.evaluation.plots import curve_bands
+
+    # seed 1 stopped (diverged) at step 150 with return 7; seeds 0 and 2 ran to 300
+    runs = pd.DataFrame(
+        {
+            "seed": [0, 0, 0, 1, 1, 1, 2, 2, 2],
+            "steps": [0, 100, 300, 0, 100, 150, 0, 100, 300],
+            "mean_return": [1.0, 2.0, 3.0, 1.0, 4.0, 7.0, 1.0, 2.0, 3.0],
+        }
+    )
+    bands = curve_bands(runs)
+    assert list(bands["steps"]) == [0, 100, 300]
+    assert list(bands["iqm"]) == pytest.approx([1.0, iqm([2.0, 4.0, 2.0]), iqm([3.0, 7.0, 3.0])])
+
+
 def test_errors_other_than_divergence_still_stop_the_comparison(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fail_seed(monkeypatch, failing_seed=0, at=5, error=ValueError("a bug in an env"))
     with pytest.raises(ValueError, match="a bug in an env"):

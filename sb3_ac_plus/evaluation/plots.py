@@ -13,14 +13,25 @@ from sb3_ac_plus.evaluation.statistics import iqm_with_ci
 
 
 def curve_bands(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per evaluation index: mean env steps, IQM of the mean return over runs, and its 95% CI.
+    """At each evaluation step of the longest run: env steps, IQM of the mean return over runs, and its 95% CI.
 
-    :param runs: one row per run and evaluation, with columns ``seed``, ``eval_index``, ``steps``, ``mean_return``
+    A run that stopped early (one that diverged, whose policy stays as it stopped) counts at every later step with
+    its last evaluation, as it does in the comparison's final return.
+
+    :param runs: one row per run and evaluation, with columns ``seed``, ``steps``, ``mean_return``
     """
+    runs = runs.sort_values(["seed", "steps"])
+    longest = runs.groupby("seed")["steps"].count().idxmax()
+    grid = pd.DataFrame({"steps": runs.loc[runs["seed"] == longest, "steps"].to_numpy()})
+    columns = []
+    for _, run in runs.groupby("seed", sort=True):
+        carried = pd.merge_asof(grid, run[["steps", "mean_return"]], on="steps", direction="backward")
+        columns.append(carried["mean_return"].to_numpy())
+    returns = np.stack(columns, axis=1)  # (steps, runs)
     rows = []
-    for index, group in runs.groupby("eval_index", sort=True):
-        point, lower, upper = iqm_with_ci(group["mean_return"].to_numpy(), reps=500)
-        rows.append({"eval_index": index, "steps": group["steps"].mean(), "iqm": point, "lower": lower, "upper": upper})
+    for steps, values in zip(grid["steps"], returns, strict=True):
+        point, lower, upper = iqm_with_ci(values[np.isfinite(values)], reps=500)
+        rows.append({"steps": steps, "iqm": point, "lower": lower, "upper": upper})
     return pd.DataFrame(rows)
 
 
@@ -29,7 +40,7 @@ def plot_learning_curves(
 ) -> Path:
     """Plot one curve per value of the ``label`` column (the IQM over its runs) with its confidence band.
 
-    :param runs: one row per run and evaluation: ``label``, ``seed``, ``eval_index``, ``steps``, ``mean_return``
+    :param runs: one row per run and evaluation: ``label``, ``seed``, ``steps``, ``mean_return``
     :param output: the PNG to write
     :param threshold: the env's reward threshold, drawn as a dashed line
     """
