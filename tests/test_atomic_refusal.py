@@ -30,6 +30,8 @@ CASES = {
     "sgd-n-step-windows": ("sgd", dict(learning_rate=0.01, n_steps=3, trace_lambda=0.0), False),
     "optimizer-sgd": ("optimizer", dict(learning_rate=1e-3, policy_kwargs=dict(optimizer_class=th.optim.SGD)), False),
     "optimizer-adam": ("optimizer", dict(learning_rate=1e-3), False),
+    "optimizer-adam-fast": ("optimizer", dict(learning_rate=1e-3), True),
+    "optimizer-sgd-fast": ("optimizer", dict(learning_rate=1e-3, policy_kwargs=dict(optimizer_class=th.optim.SGD)), True),
 }
 
 

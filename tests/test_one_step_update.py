@@ -420,3 +420,109 @@ def test_bounded_sum_bounds_the_combined_update_as_one() -> None:
     one_before, one_sum, _ = _two_env_update("sum", n_envs=1, **kwargs)
     _, one_bounded, _ = _two_env_update("bounded_sum", n_envs=1, **kwargs)
     assert th.equal(one_sum, one_bounded) and not th.equal(one_sum, one_before)
+
+
+@pytest.mark.parametrize("activation", [th.nn.LeakyReLU, th.nn.Tanh])
+@pytest.mark.parametrize("layer_norm", [True, False])
+def test_numpy_fast_path_gsde_gradients_equal_autograd(activation, layer_norm: bool) -> None:
+    """gSDE on the NumPy path: actions ``mean + latent @ (exp(log_std) * eps)``, and log pi, entropy and their
+    gradients as SB3's StateDependentNoiseDistribution gives them through autograd (log_std ``(latent, actions)``)."""
+    env = make_vec_env("MountainCarContinuous-v0", n_envs=2, seed=0)
+    policy_kwargs = dict(net_arch=[8, 6], activation_fn=activation, layer_norm=layer_norm, log_std_init=-0.5)
+    model = OneStepAC("MlpPolicy", env, use_sde=True, seed=0, policy_kwargs=policy_kwargs)
+    model._setup_backend()
+    assert model._backend.name == "numpy"
+    fast = model._backend.networks
+    obs = np.random.default_rng(0).normal(size=(2, 2)).astype(np.float32)
+    eps = model._sde_noise.eps.numpy()
+    actions, state = fast.act(obs, None, eps)
+    values, cache = fast.values(np.concatenate([obs, obs[::-1]]))
+    log_prob, entropy = fast.log_prob_entropy(state)
+    entropy_weights = np.array([0.3, -0.2], dtype=np.float32)
+    grads = fast.gradients(state, cache, entropy_weights, entropy)
+
+    obs_t = th.as_tensor(obs)
+    model._sde_noise.apply(model.policy)
+    assert np.allclose(actions, actor_outputs(model.policy, obs_t).actions.numpy(), atol=1e-5)  # SB3's own sample
+    actor = actor_outputs(model.policy, obs_t, th.as_tensor(actions))
+    torch_values = critic_values(model.policy, obs_t)
+    assert np.allclose(values[:2], torch_values.detach().numpy(), atol=1e-5)
+    assert np.allclose(log_prob, actor.log_prob.detach().numpy(), atol=1e-5)
+    assert np.allclose(entropy, actor.entropy.detach().numpy(), atol=1e-5)
+    for row in range(2):
+        objective = actor.log_prob[row] + float(entropy_weights[row]) * actor.entropy[row]
+        actor_grads = th.autograd.grad(objective, model._actor_params, retain_graph=True)
+        critic_grads = th.autograd.grad(torch_values[row], model._critic_params, retain_graph=True)
+        expected = th.cat([g.reshape(-1) for g in (*actor_grads, *critic_grads)]).numpy()
+        assert np.allclose(grads[row], expected, atol=1e-5), np.abs(grads[row] - expected).max()
+    # evaluate() at the same actions (the n-step update) gives the same state
+    again = fast.evaluate(obs, actions)
+    assert np.allclose(again["noise"], state["noise"], atol=1e-5) and np.allclose(again["std"], state["std"])
+
+
+OPTIMIZER_CASES = {
+    "adam": dict(),
+    "rmsprop": dict(policy_kwargs=dict(optimizer_class=th.optim.RMSprop)),
+    "sgd-momentum": dict(
+        learning_rate=1e-4, policy_kwargs=dict(optimizer_class=th.optim.SGD, optimizer_kwargs=dict(momentum=0.9))
+    ),
+    "adam-gsde": dict(_env="Pendulum-v1", use_sde=True, sde_sample_freq=4, _steps=75),
+    "adam-n-step": dict(_env="Pendulum-v1", n_steps=4),
+}
+
+
+@pytest.mark.parametrize("case", list(OPTIMIZER_CASES))
+def test_numpy_and_torch_backends_train_the_same_with_a_torch_optimizer(case: str) -> None:
+    """update_rule="optimizer" on the NumPy path: gradients written into the flat gradient, the optimizer stepped on
+    the flat vector (one tensor per group); the torch path steps it per parameter after autograd."""
+    kwargs = dict(OPTIMIZER_CASES[case])
+    env_id = kwargs.pop("_env", "CartPole-v1")
+    # Over longer runs the paths part by more than float rounding: with Adam and gSDE on Pendulum, after about 90
+    # updates (plain SGD stays within 1e-7 there); 2 x 75 steps of 3 envs stay before that.
+    n_steps = kwargs.pop("_steps", 150)
+    kwargs.setdefault("learning_rate", 1e-3)
+    models = []
+    for fast in (True, False):
+        env = make_vec_env(env_id, n_envs=3, seed=1)
+        model = OneStepAC("MlpPolicy", env, update_rule="optimizer", trace_lambda=0.0, ent_coef=0.05, seed=5, **kwargs)
+        model._use_fast_path = fast
+        model.learn(n_steps, log_interval=None)
+        model.learn(n_steps, log_interval=None, reset_num_timesteps=False)  # a second learn() links the state again
+        assert model._backend.name == ("numpy" if fast else "torch")
+        assert (model._flat_optimizer is not None) == fast
+        models.append(model)
+    for a, b in zip(models[0]._trained_params, models[1]._trained_params, strict=True):
+        assert th.allclose(a, b, rtol=1e-4, atol=1e-5), (a - b).abs().max()
+    state_fast, state_torch = (m.policy.optimizer.state_dict()["state"] for m in models)
+    assert state_fast.keys() == state_torch.keys() and len(state_fast) == len(models[0]._trained_params)
+    for index, entries in state_torch.items():
+        for key, value in entries.items():
+            assert th.allclose(state_fast[index][key], value, rtol=1e-3, atol=1e-6), (index, key)
+
+
+def test_policy_optimizer_state_is_a_view_of_the_flat_optimizer_state() -> None:
+    model = OneStepAC("MlpPolicy", "CartPole-v1", update_rule="optimizer", trace_lambda=0.0, learning_rate=1e-3, seed=0)
+    model.learn(20, log_interval=None)
+    twin = model._flat_optimizer.twin
+    assert len(twin.param_groups) == 2 and all(len(group["params"]) == 1 for group in twin.param_groups)
+    actor_state = twin.state[twin.param_groups[0]["params"][0]]
+    first = model.policy.optimizer.param_groups[0]["params"][0]
+    exp_avg = model.policy.optimizer.state[first]["exp_avg"]
+    assert exp_avg.data_ptr() == actor_state["exp_avg"].data_ptr()  # the first parameter's slice of the flat state
+    assert model.policy.optimizer.state[first]["step"] is actor_state["step"]
+    assert float(actor_state["step"]) == 20
+    with th.no_grad():
+        actor_state["exp_avg"].fill_(0.5)
+    assert th.all(exp_avg == 0.5)
+
+
+def test_flat_optimizer_is_not_built_for_groups_out_of_vector_order() -> None:
+    from sb3_ac_plus.one_step_ac.flat_optimizer import FlatOptimizer
+
+    flat = th.zeros(10)
+    a, b = flat[:4], flat[4:]
+    grad = th.zeros(10)
+    assert FlatOptimizer.build(th.optim.Adam([{"params": [a]}, {"params": [b]}]), flat, grad) is not None
+    assert FlatOptimizer.build(th.optim.Adam([{"params": [b, a]}]), flat, grad) is None
+    elsewhere = th.zeros(4)
+    assert FlatOptimizer.build(th.optim.Adam([{"params": [elsewhere]}]), flat, grad) is None

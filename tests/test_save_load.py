@@ -32,6 +32,17 @@ CONFIGS = {
     "red-noise-torch-path-2-envs": dict(_env="Pendulum-v1", noise_beta=2.0, _fast=False, n_envs=2),
     "gsde-2-envs": dict(_env="Pendulum-v1", use_sde=True, n_envs=2),
     "gsde-sample-freq": dict(_env="Pendulum-v1", use_sde=True, sde_sample_freq=16),
+    "gsde-torch-path": dict(_env="Pendulum-v1", use_sde=True, _fast=False),
+    "adam-optimizer-torch-path": dict(update_rule="optimizer", trace_lambda=0.0, learning_rate=1e-3, _fast=False),
+    "adam-gsde-4-envs": dict(
+        _env="MountainCarContinuous-v0",
+        update_rule="optimizer",
+        trace_lambda=0.0,
+        learning_rate=1e-4,
+        use_sde=True,
+        sde_sample_freq=16,
+        n_envs=4,
+    ),
 }
 
 

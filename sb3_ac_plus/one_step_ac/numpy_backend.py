@@ -5,9 +5,9 @@ operation on the same small array about one; an online actor-critic step is abou
 module computes exactly what the torch path computes (same parameters, same formulas) for the common case: separate
 actor and critic MLPs (:class:`~sb3_ac_plus.policies.networks.ActorCriticMlpExtractor` without a shared trunk, as in
 :class:`~sb3_ac_plus.policies.streaming.StreamingActorCriticPolicy`) on flat vector observations with Categorical or
-diagonal Gaussian actions (state-independent std), on the CPU. The torch policy stays the model: ``predict``, saving
-and loading, A2C and PPO all use it, and the NumPy arrays here are views of its parameters, so every update is an update
-of the model.
+diagonal Gaussian actions (a state-independent std, or gSDE's state-dependent noise as SB3 computes it), on the CPU.
+The torch policy stays the model: ``predict``, saving and loading, A2C and PPO all use it, and the NumPy arrays here
+are views of its parameters, so every update is an update of the model.
 """
 
 import math
@@ -17,7 +17,11 @@ from typing import Any, NamedTuple, cast
 import numpy as np
 import torch as th
 from gymnasium import spaces
-from stable_baselines3.common.distributions import CategoricalDistribution, DiagGaussianDistribution
+from stable_baselines3.common.distributions import (
+    CategoricalDistribution,
+    DiagGaussianDistribution,
+    StateDependentNoiseDistribution,
+)
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.torch_layers import FlattenExtractor
 from torch import nn
@@ -56,11 +60,24 @@ def supports_fast_path(policy: ActorCriticPolicy, observation_space: spaces.Spac
         and type(extractor.value_net) is MLP
         and _activation(extractor.policy_net.activation) is not None
         and _activation(extractor.value_net.activation) is not None
-        and type(policy.action_dist) in (CategoricalDistribution, DiagGaussianDistribution)
+        and (type(policy.action_dist) in (CategoricalDistribution, DiagGaussianDistribution) or _is_plain_sde(policy))
         and type(policy.action_net) is nn.Linear
         and type(policy.value_net) is nn.Linear
         and not policy.squash_output
         and all(p.dtype == th.float32 for p in policy.parameters())
+    )
+
+
+def _is_plain_sde(policy: ActorCriticPolicy) -> bool:
+    """:return: whether the policy explores with gSDE as SB3's defaults set it up (full std, ``exp``, no feature learning
+    through the noise, no squashing), the form :class:`NumpyActorCritic` computes"""
+    dist = policy.action_dist
+    return (
+        type(dist) is StateDependentNoiseDistribution
+        and dist.full_std
+        and not dist.use_expln
+        and not dist.learn_features
+        and dist.bijector is None
     )
 
 
@@ -180,7 +197,10 @@ class NumpyActorCritic:
         extractor = cast(ActorCriticMlpExtractor, policy.mlp_extractor)
         self.actor = _NumpyMLP(extractor.policy_net, policy.action_net, offsets)  # type: ignore[arg-type]
         self.critic = _NumpyMLP(extractor.value_net, policy.value_net, offsets)  # type: ignore[arg-type]
-        self.gaussian = type(policy.action_dist) is DiagGaussianDistribution
+        self.sde = type(policy.action_dist) is StateDependentNoiseDistribution
+        self.sde_epsilon = float(cast(StateDependentNoiseDistribution, policy.action_dist).epsilon) if self.sde else 0.0
+        self.gaussian = self.sde or type(policy.action_dist) is DiagGaussianDistribution
+        # (action_dim,) for a state-independent std; (latent_dim, action_dim) with gSDE
         self.log_std = _np(policy.log_std) if self.gaussian else np.zeros(0, dtype=np.float32)
         self.log_std_offset = offsets[id(policy.log_std)] if self.gaussian else 0
         self.n_params = n_params
@@ -194,10 +214,18 @@ class NumpyActorCritic:
 
         :param obs: normalised observations ``(n_envs, obs_dim)``, float32
         :param generator: the random generator (None: torch's global one)
-        :param noise: the standard-normal draws of Gaussian actions ``(n_envs, action_dim)``; None draws them
+        :param noise: the standard-normal draws of Gaussian actions ``(n_envs, action_dim)``; None draws them. With
+            gSDE, the standard-normal draws ``eps`` of each env's exploration matrix ``(n_envs, latent_dim,
+            action_dim)`` (required): the action is ``mean + latent @ (std * eps)``, as SB3 samples it
         :return: the actions and the actor's forward state
         """
         out, cache = self.actor.forward(obs)
+        if self.sde:
+            if noise is None:
+                raise ValueError("gSDE: act() needs the exploration matrices' draws (noise)")
+            latent = cache.head_input
+            offsets = np.einsum("rl,rla->ra", latent, np.exp(self.log_std) * noise).astype(np.float32)
+            return (out + offsets).astype(np.float32), self._sde_state(out, cache, offsets)
         if self.gaussian:
             if noise is None:
                 noise = th.randn(out.shape, generator=generator).numpy()
@@ -217,6 +245,8 @@ class NumpyActorCritic:
         :return: the actor's forward state, as :meth:`act` returns it
         """
         out, cache = self.actor.forward(obs)
+        if self.sde:
+            return self._sde_state(out, cache, (actions - out).astype(np.float32))
         if self.gaussian:
             # The standard-normal draw that gives these actions under the current mean and std.
             noise = ((actions - out) * np.exp(-self.log_std)).astype(np.float32)
@@ -226,6 +256,27 @@ class NumpyActorCritic:
 
     def _gaussian_state(self, mean: np.ndarray, cache: ForwardCache, noise: np.ndarray) -> dict[str, Any]:
         return {"cache": cache, "mean": mean, "std": np.exp(self.log_std), "noise": noise}
+
+    def _sde_state(self, mean: np.ndarray, cache: ForwardCache, offsets: np.ndarray) -> dict[str, Any]:
+        """
+        gSDE's Gaussian at the actions ``mean + offsets``: per row, ``std_j = sqrt(sum_i latent_i^2 s_ij^2 + epsilon)``
+        with ``s = exp(log_std)`` (the latent without gradient, as SB3's ``learn_features=False``); ``noise`` is the
+        offsets in units of that std.
+        """
+        latent = cache.head_input
+        scale = np.exp(self.log_std)
+        scale_sq = scale * scale
+        variance = (latent * latent) @ scale_sq + self.sde_epsilon
+        std = np.sqrt(variance)
+        return {
+            "cache": cache,
+            "mean": mean,
+            "std": std,
+            "noise": offsets / std,
+            "latent_sq": latent * latent,
+            "scale_sq": scale_sq,
+            "variance": variance,
+        }
 
     def values(self, obs: np.ndarray) -> tuple[np.ndarray, ForwardCache]:
         """
@@ -239,6 +290,10 @@ class NumpyActorCritic:
         """
         :return: log pi(a|s) and the entropy of pi(.|s), each ``(n_envs,)``
         """
+        if self.sde:
+            log_std = np.log(state["std"])
+            log_prob = (-0.5 * state["noise"] ** 2 - log_std - _HALF_LOG_2PI).sum(axis=-1)
+            return log_prob, (0.5 + _HALF_LOG_2PI + log_std).sum(axis=-1)
         if self.gaussian:
             log_prob = (-0.5 * state["noise"] ** 2 - self.log_std - _HALF_LOG_2PI).sum(axis=-1)
             entropy = np.full(log_prob.shape, (0.5 + _HALF_LOG_2PI + self.log_std).sum())
@@ -265,7 +320,15 @@ class NumpyActorCritic:
         if self._grads is None or self._grads.shape[0] != n_envs:
             self._grads = np.zeros((n_envs, self.n_params), dtype=np.float32)
         grads = self._grads
-        if self.gaussian:
+        if self.sde:
+            # d log N(a; mu, std) / d mu = noise / std; with std_j^2 = sum_i latent_i^2 s_ij^2 + epsilon,
+            # d (log N + w H) / d log s_ij = (noise_j^2 - 1 + w) latent_i^2 s_ij^2 / std_j^2
+            noise, std = actor_state["noise"], actor_state["std"]
+            grad_out = noise / std
+            per_action = (noise * noise - 1.0 + entropy_weights[:, None]) / actor_state["variance"]
+            grad_log_std = actor_state["latent_sq"][:, :, None] * actor_state["scale_sq"] * per_action[:, None, :]
+            grads[:, self.log_std_offset : self.log_std_offset + self.log_std.size] = grad_log_std.reshape(n_envs, -1)
+        elif self.gaussian:
             # d log N(a; mu, std) / d mu = noise / std ; / d log_std = noise^2 - 1 ; d H / d log_std = 1
             noise, std = actor_state["noise"], actor_state["std"]
             grad_out = noise / std

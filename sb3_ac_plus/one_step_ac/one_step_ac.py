@@ -19,6 +19,7 @@ from threadpoolctl import threadpool_limits
 
 from sb3_ac_plus.one_step_ac.backend import ActorCriticBackend
 from sb3_ac_plus.one_step_ac.exploration import ColoredNoise, StateDependentNoise
+from sb3_ac_plus.one_step_ac.flat_optimizer import FlatOptimizer
 from sb3_ac_plus.one_step_ac.flat_parameters import flatten_parameters_, is_view_of
 from sb3_ac_plus.one_step_ac.numpy_backend import NumpyBackend, supports_fast_path
 from sb3_ac_plus.one_step_ac.observations import all_finite, obs_row, stack_obs_rows, with_terminal_obs
@@ -405,6 +406,7 @@ class OneStepAC(OnPolicyAlgorithm):
 
     def _setup_backend(self) -> None:
         """The NumPy backend where it computes this configuration (see the class docstring), else the torch one."""
+        self._flat_optimizer: FlatOptimizer | None = None
         self._backend = TorchBackend(
             self.policy,
             self._actor_params,
@@ -415,13 +417,21 @@ class OneStepAC(OnPolicyAlgorithm):
         )
         if (
             self._use_fast_path
-            and self.update_rule != "optimizer"
             and not self._shares_parameters
             and supports_fast_path(self.policy, self.observation_space, self.device)
         ):
             self._backend = NumpyBackend(
                 self.policy, self._trained_params, self._flat_params, self._flat_actor.numel(), self._generator
             )
+            if self.update_rule == "optimizer":
+                # The optimizer reads each parameter's .grad: views of one flat gradient the NumPy update writes.
+                self._flat_grad = th.zeros_like(self._flat_params)
+                self._grad_views = []
+                offset = 0
+                for param in self._trained_params:
+                    self._grad_views.append(self._flat_grad[offset : offset + param.numel()].view_as(param))
+                    offset += param.numel()
+                self._flat_optimizer = FlatOptimizer.build(self.policy.optimizer, self._flat_params, self._flat_grad)
 
     def _excluded_save_params(self) -> list[str]:
         return [
@@ -445,6 +455,9 @@ class OneStepAC(OnPolicyAlgorithm):
             "_flat_actor",
             "_flat_critic",
             "_backend",
+            "_flat_grad",
+            "_flat_optimizer",
+            "_grad_views",
             "_obs_input",
             "_log_stats",
         ]
@@ -527,10 +540,12 @@ class OneStepAC(OnPolicyAlgorithm):
     def _exploration_noise(self) -> np.ndarray | None:
         """
         The standard-normal draws of this step's Gaussian actions when they are colored (None: the backend draws
-        white noise); with gSDE, sets the exploration matrices for the policy's current std.
+        white noise); with gSDE, sets the exploration matrices for the policy's current std, and returns their
+        standard-normal draws to the NumPy backend, which computes the noise itself.
         """
         if self._sde_noise is not None:
             self._sde_noise.apply(self.policy)
+            return self._sde_noise.eps.numpy() if isinstance(self._backend, NumpyBackend) else None
         return None if self._colored_noise is None else self._colored_noise.sample()
 
     def _check_obs(self, raw_obs: Any) -> None:
@@ -669,12 +684,12 @@ class OneStepAC(OnPolicyAlgorithm):
     def _optimizer_step(self, env: VecEnv) -> Transition:
         """One step of every env and its update by the policy's torch optimizer (``update_rule="optimizer"``)."""
         backend = self._backend
-        assert isinstance(backend, TorchBackend)
+        assert backend is not None
         actions, actor = backend.act(self._obs_input, self._exploration_noise())
         step = self._env_step(env, actions)
-        values, next_values, values_with_grad = backend.values(self._obs_input, backend.observe(step.bootstrap_obs))
+        values, next_values, critic = backend.values(self._obs_input, backend.observe(step.bootstrap_obs))
         delta = self._td_errors(step, values, next_values)
-        self._commit(step, self._optimizer_update(values_with_grad, actor.log_prob, actor.entropy, delta))
+        self._commit(step, self._optimizer_update(actor, critic, delta))
         return step
 
     def _n_step_step(self, env: VecEnv) -> Transition:
@@ -755,7 +770,7 @@ class OneStepAC(OnPolicyAlgorithm):
         delta = returns + discounts * next_values[index] - values
         self._check_delta(delta)
         if self.update_rule == "optimizer":
-            return self._optimizer_update(critic, actor.log_prob, actor.entropy, delta)._replace(windows=windows)
+            return self._optimizer_update(actor, critic, delta)._replace(windows=windows)
         actor_grads, critic_grads, log_prob, entropy = backend.row_gradients(actor, critic, self._entropy_weights(delta))
         update = self._bounded_update(
             delta, actor_grads, critic_grads, backend.actor_params, backend.critic_params, log_prob, entropy
@@ -871,29 +886,53 @@ class OneStepAC(OnPolicyAlgorithm):
         if update.stats is not None:
             self._accumulate_log_stats(update.stats)
 
-    def _optimizer_update(
-        self, values: th.Tensor, log_prob: th.Tensor, entropy: th.Tensor | None, delta: th.Tensor
-    ) -> PendingUpdate:
+    def _optimizer_update(self, actor: Any, critic: Any, delta: Any) -> PendingUpdate:
         """
         The textbook form: minimise the one-step actor-critic loss with the policy's torch optimizer. The optimizer
         writes the parameters itself, so its step is undone (parameters and optimizer state) when it makes a
         parameter non-finite.
+
+        :param actor: the backend's actor state (from ``act`` or ``evaluate``)
+        :param critic: the backend's critic state (from ``values``)
+        :param delta: the TD errors of the rows
         """
         progress = self._current_progress_remaining
         actor_lr, critic_lr = self.lr_schedule(progress), self.critic_lr_schedule(progress)
-        actor_objective = delta * log_prob
-        if entropy is not None and self.ent_coef > 0.0:
-            actor_objective = actor_objective + (self.ent_coef * delta.abs()) * entropy
         scale = 1.0 / self.n_envs if self.combine_envs == "mean" else 1.0
-        actor_loss = -actor_objective.sum() * scale
-        critic_loss = -(delta * values).sum() * scale  # gradient of 0.5 * delta^2 with a fixed target
         optimizer = self.policy.optimizer
         optimizer.param_groups[0]["lr"] = actor_lr
         optimizer.param_groups[1]["lr"] = critic_lr
-        optimizer.zero_grad(set_to_none=True)
-        (actor_loss + critic_loss).backward()
-        grads = [p.grad for p in self._trained_params if p.grad is not None]
-        if not math.isfinite(float(sum(g.sum() for g in grads))):
+        if isinstance(self._backend, NumpyBackend):
+            # The per-row gradients of log pi + ent_coef sign(delta) H and of V, weighted by -delta: the gradient of
+            # the loss below, written into the flat gradient whose views are the parameters' .grad.
+            actor_grads, critic_grads, log_prob, entropy = self._backend.row_gradients(
+                actor, critic, self._entropy_weights(delta)
+            )
+            weights = (-scale * delta).astype(np.float32)
+            flat_grad = self._flat_grad.numpy()
+            n_actor = actor_grads.shape[1]
+            np.matmul(weights, actor_grads, out=flat_grad[:n_actor])
+            np.matmul(weights, critic_grads, out=flat_grad[n_actor:])
+            finite = math.isfinite(float(flat_grad.sum()))
+            if finite and self._flat_optimizer is not None:
+                if not self._flat_optimizer.step([actor_lr, critic_lr], self._flat_params):
+                    raise self._optimizer_step_error()
+                return PendingUpdate(None, None, self._optimizer_stats(delta, log_prob, entropy, actor_lr, critic_lr))
+            for param, grad in zip(self._trained_params, self._grad_views, strict=True):
+                param.grad = grad
+        else:
+            log_prob, entropy = actor.log_prob, actor.entropy
+            actor_objective = delta * log_prob
+            if entropy is not None and self.ent_coef > 0.0:
+                actor_objective = actor_objective + (self.ent_coef * delta.abs()) * entropy
+            actor_loss = -actor_objective.sum() * scale
+            critic_loss = -(delta * critic).sum() * scale  # gradient of 0.5 * delta^2 with a fixed target
+            optimizer.zero_grad(set_to_none=True)
+            (actor_loss + critic_loss).backward()
+            grads = [p.grad for p in self._trained_params if p.grad is not None]
+            finite = math.isfinite(float(sum(g.sum() for g in grads)))
+            log_prob = log_prob.detach()
+        if not finite:
             raise NonFiniteError(f"OneStepAC: non-finite gradient at step {self.num_timesteps}; the update was not applied")
         saved_params = self._flat_params.clone()
         saved_state = {
@@ -906,21 +945,28 @@ class OneStepAC(OnPolicyAlgorithm):
                 self._flat_params.copy_(saved_params)
             optimizer.state.clear()
             optimizer.state.update(saved_state)
-            raise NonFiniteError(
-                f"OneStepAC: the optimizer step at step {self.num_timesteps} would make parameters non-finite "
-                "(the step sizes are too large for these rewards); it was not applied"
-            )
-        stats = None
-        if self._track_stats:
-            stats = [
-                float(delta.abs().mean()),
-                float(0.5 * (delta**2).mean()),
-                float(-(delta * log_prob.detach()).mean()),
-                float(entropy.mean()) if entropy is not None else 0.0,
-                actor_lr,
-                critic_lr,
-            ]
-        return PendingUpdate(None, None, stats, applied=True)
+            raise self._optimizer_step_error()
+        return PendingUpdate(None, None, self._optimizer_stats(delta, log_prob, entropy, actor_lr, critic_lr))
+
+    def _optimizer_step_error(self) -> NonFiniteError:
+        return NonFiniteError(
+            f"OneStepAC: the optimizer step at step {self.num_timesteps} would make parameters non-finite "
+            "(the step sizes are too large for these rewards); it was not applied"
+        )
+
+    def _optimizer_stats(
+        self, delta: Any, log_prob: Any, entropy: Any, actor_lr: float, critic_lr: float
+    ) -> list[float] | None:
+        if not self._track_stats:
+            return None
+        return [
+            float(abs(delta).mean()),
+            float(0.5 * (delta * delta).mean()),
+            float(-(delta * log_prob).mean()),
+            float(entropy.mean()) if entropy is not None else 0.0,
+            actor_lr,
+            critic_lr,
+        ]
 
     # ------------------------------------------------------------------ logging
 

@@ -1,0 +1,149 @@
+"""The policy's torch optimizer, stepped on the flat parameter vector instead of parameter by parameter.
+
+A torch optimizer's step costs tens of microseconds per parameter tensor in Python and dispatch, which at batch size
+one outweighs the update's arithmetic. OneStepAC's parameters are views of one vector, and each of the optimizer's
+two param groups (actor only; shared and critic) is a contiguous slice of it, so an elementwise optimizer (Adam,
+AdamW, RMSprop, SGD with momentum...) can step each group as one tensor. :class:`FlatOptimizer` does that with a twin
+of the policy's optimizer (same class, same hyperparameters) whose state is flat, and makes the policy optimizer's
+per-parameter state views of it: ``policy.optimizer`` keeps describing the same optimizer, and saves and loads as
+before.
+"""
+
+from collections.abc import Sequence
+
+import torch as th
+
+
+def _contiguous_slice(params: Sequence[th.Tensor], flat: th.Tensor) -> tuple[int, int] | None:
+    """:return: ``(start, end)`` of ``params`` in ``flat`` if they lie there back to back in order, else None"""
+    if not params:
+        return None
+    size = flat.element_size()
+    start = (params[0].data_ptr() - flat.data_ptr()) // size
+    offset = start
+    for param in params:
+        if param.dtype != flat.dtype or param.data_ptr() != flat.data_ptr() + offset * size or not param.is_contiguous():
+            return None
+        offset += param.numel()
+    if start < 0 or offset > flat.numel():
+        return None
+    return start, offset
+
+
+class FlatOptimizer:
+    """
+    A twin of ``optimizer`` over flat slices of the parameter vector; build it with :meth:`build`.
+
+    :param optimizer: the policy's optimizer
+    :param twin: the same optimizer class over one flat slice per param group
+    :param slices: ``(start, end)`` of each group in the flat vector
+    """
+
+    def __init__(self, optimizer: th.optim.Optimizer, twin: th.optim.Optimizer, slices: list[tuple[int, int]]) -> None:
+        self.optimizer = optimizer
+        self.twin = twin
+        self.slices = slices
+        self._linked = False
+        self._saved: list[th.Tensor] | None = None
+        self._link()
+
+    @classmethod
+    def build(cls, optimizer: th.optim.Optimizer, flat_params: th.Tensor, flat_grad: th.Tensor) -> "FlatOptimizer | None":
+        """
+        :param optimizer: the policy's optimizer
+        :param flat_params: the parameter vector every parameter of ``optimizer`` is a view of
+        :param flat_grad: the gradient vector, laid out as ``flat_params``
+        :return: the flat twin, or None where it would not compute the same steps (a group not contiguous in the
+            vector, a state entry that is neither elementwise nor one number shared by the group)
+        """
+        slices = []
+        for group in optimizer.param_groups:
+            bounds = _contiguous_slice(group["params"], flat_params)
+            if bounds is None:
+                return None
+            slices.append(bounds)
+        if not all(cls._flattenable(optimizer, group["params"]) for group in optimizer.param_groups):
+            return None
+        twin_groups = []
+        for group, (start, end) in zip(optimizer.param_groups, slices, strict=True):
+            view = flat_params[start:end]
+            view.grad = flat_grad[start:end]
+            twin_groups.append({**{k: v for k, v in group.items() if k != "params"}, "params": [view]})
+        twin = type(optimizer)(twin_groups, **optimizer.defaults)
+        return cls(optimizer, twin, slices)
+
+    @staticmethod
+    def _flattenable(optimizer: th.optim.Optimizer, params: Sequence[th.Tensor]) -> bool:
+        states = [optimizer.state.get(p) for p in params]
+        if all(not state for state in states):
+            return True
+        if any(not state for state in states) or len({tuple(sorted(state)) for state in states}) != 1:  # type: ignore[arg-type]
+            return False
+        for key in states[0]:  # type: ignore[union-attr]
+            values = [state[key] for state in states]  # type: ignore[index]
+            if not all(isinstance(v, th.Tensor) for v in values):
+                return False
+            elementwise = all(v.shape == p.shape for v, p in zip(values, params, strict=True))
+            shared = all(v.numel() == 1 for v in values) and all(th.equal(v, values[0]) for v in values)
+            if not (elementwise or shared):
+                return False
+        return True
+
+    def _link(self) -> None:
+        """Give the twin the policy optimizer's state (if any) and make the latter views of the twin's."""
+        for group, twin_group in zip(self.optimizer.param_groups, self.twin.param_groups, strict=True):
+            params, (flat,) = group["params"], twin_group["params"]
+            twin_state = self.twin.state.get(flat)
+            if not twin_state:
+                first = self.optimizer.state.get(params[0])
+                if not first:
+                    return  # no state yet: the twin creates it at its first step
+                twin_state = {}
+                for key, value in first.items():
+                    if value.shape == params[0].shape:
+                        twin_state[key] = th.cat([self.optimizer.state[p][key].reshape(-1) for p in params])
+                    else:
+                        twin_state[key] = value.clone()
+                self.twin.state[flat] = twin_state
+            offset = 0
+            for param in params:
+                state = self.optimizer.state[param]
+                for key, value in twin_state.items():
+                    if value.shape == flat.shape:
+                        state[key] = value[offset : offset + param.numel()].view_as(param)
+                    else:
+                        state[key] = value  # one number for the group (Adam's step count), the same tensor
+                offset += param.numel()
+        self._linked = True
+
+    def _state_tensors(self) -> list[th.Tensor]:
+        return [value for state in self.twin.state.values() for value in state.values()]
+
+    def step(self, learning_rates: Sequence[float], flat_params: th.Tensor) -> bool:
+        """
+        One step of every group, undone (parameters and state) if it makes a parameter non-finite.
+
+        :param learning_rates: the step size of each param group
+        :param flat_params: the parameter vector
+        :return: whether the step was applied
+        """
+        for group, twin_group, lr in zip(self.optimizer.param_groups, self.twin.param_groups, learning_rates, strict=True):
+            group["lr"] = twin_group["lr"] = lr
+        before = [flat_params, *self._state_tensors()]
+        if self._saved is None or [t.shape for t in self._saved] != [t.shape for t in before]:
+            self._saved = [t.clone() for t in before]
+        else:
+            for saved, value in zip(self._saved, before, strict=True):
+                saved.copy_(value)
+        self.twin.step()
+        if not th.isfinite(flat_params).all():
+            with th.no_grad():
+                for saved, value in zip(self._saved, before, strict=True):
+                    value.copy_(saved)
+            if len(before) == 1:  # the failed step created the state: there was none before
+                self.twin.state.clear()
+                self.optimizer.state.clear()
+            return False
+        if not self._linked:
+            self._link()
+        return True
