@@ -164,9 +164,11 @@ class OneStepAC(OnPolicyAlgorithm):
     :param _init_setup_model: whether or not to build the network at the creation of the instance
 
     Speed: with the default policy on flat vector observations and Categorical or Gaussian actions (any ``n_steps``,
-    any ``update_rule`` but ``"optimizer"``, no gSDE), the per-step forward and backward passes run in NumPy on the
-    policy's own parameter memory (:mod:`sb3_ac_plus.one_step_ac.numpy_backend`); every other configuration runs the
-    same update with torch autograd. ``learn()`` runs torch and NumPy's BLAS single-threaded (restoring the settings
+    any ``update_rule``, white or colored noise or gSDE), the per-step forward and backward passes run in NumPy on the
+    policy's own parameter memory (:mod:`sb3_ac_plus.one_step_ac.numpy_backend`), and a torch optimizer
+    (``update_rule="optimizer"``) steps the flat parameter vector, one tensor per param group
+    (:mod:`sb3_ac_plus.one_step_ac.flat_optimizer`); every other configuration runs the same update with torch
+    autograd. ``learn()`` runs torch and NumPy's BLAS single-threaded (restoring the settings
     after): at these batch sizes extra threads only add synchronisation, and collapse when another process holds a core.
     """
 
