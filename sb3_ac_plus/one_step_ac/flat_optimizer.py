@@ -9,6 +9,7 @@ per-parameter state views of it: ``policy.optimizer`` keeps describing the same 
 before.
 """
 
+import math
 from collections.abc import Sequence
 
 import torch as th
@@ -136,7 +137,7 @@ class FlatOptimizer:
             for saved, value in zip(self._saved, before, strict=True):
                 saved.copy_(value)
         self.twin.step()
-        if not th.isfinite(flat_params).all():
+        if not math.isfinite(float(flat_params.sum())):  # one reduction: cheaper than isfinite().all() at this size
             with th.no_grad():
                 for saved, value in zip(self._saved, before, strict=True):
                     value.copy_(saved)

@@ -546,8 +546,10 @@ class OneStepAC(OnPolicyAlgorithm):
         standard-normal draws to the NumPy backend, which computes the noise itself.
         """
         if self._sde_noise is not None:
+            if isinstance(self._backend, NumpyBackend):
+                return self._sde_noise.eps.numpy()  # the policy's matrices are refreshed once per rollout chunk
             self._sde_noise.apply(self.policy)
-            return self._sde_noise.eps.numpy() if isinstance(self._backend, NumpyBackend) else None
+            return None
         return None if self._colored_noise is None else self._colored_noise.sample()
 
     def _check_obs(self, raw_obs: Any) -> None:
@@ -648,10 +650,17 @@ class OneStepAC(OnPolicyAlgorithm):
             new_obs, rewards, dones, infos = step(env)[:4]
             callback.update_locals(locals())
             if not callback.on_step():
+                self._refresh_sde_matrices()
                 return False
             self._update_info_buffer(infos, dones)
+        self._refresh_sde_matrices()
         callback.on_rollout_end()
         return True
+
+    def _refresh_sde_matrices(self) -> None:
+        """With gSDE, set the policy's exploration matrices (what ``predict`` samples with) for its current std."""
+        if self._sde_noise is not None:
+            self._sde_noise.apply(self.policy)
 
     def _env_step(self, env: VecEnv, actions: th.Tensor | np.ndarray) -> Transition:
         """Step the envs and check and prepare what the update needs, changing nothing of the model."""
