@@ -31,6 +31,8 @@ CASES = {
     "optimizer-sgd": ("optimizer", dict(learning_rate=1e-3, policy_kwargs=dict(optimizer_class=th.optim.SGD)), False),
     "optimizer-adam": ("optimizer", dict(learning_rate=1e-3), False),
     "optimizer-adam-fast": ("optimizer", dict(learning_rate=1e-3), True),
+    "optimizer-adam-each-fast": ("optimizer", dict(learning_rate=1e-3, combine_envs="each", _n_envs=2), True),
+    "optimizer-adam-each-torch": ("optimizer", dict(learning_rate=1e-3, combine_envs="each", _n_envs=2), False),
     "optimizer-sgd-fast": ("optimizer", dict(learning_rate=1e-3, policy_kwargs=dict(optimizer_class=th.optim.SGD)), True),
 }
 

@@ -29,6 +29,8 @@ from sb3_ac_plus import NonFiniteError, OneStepAC
         (dict(clip_obs=0.0), "clip_obs"),
         (dict(n_steps=4, trace_lambda=0.8), "trace_lambda"),
         (dict(update_rule="optimizer", trace_lambda=0.8), "trace_lambda"),
+        (dict(combine_envs="each"), "combine_envs"),
+        (dict(combine_envs="every"), "combine_envs"),
         (dict(policy_kwargs=dict(use_sde=True)), "use_sde"),
         (dict(policy_kwargs=dict(sparsity=1.0)), "sparsity"),
         (dict(policy_kwargs=dict(net_arch=[64, -1])), "net_arch"),

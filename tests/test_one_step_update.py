@@ -526,3 +526,53 @@ def test_flat_optimizer_is_not_built_for_groups_out_of_vector_order() -> None:
     assert FlatOptimizer.build(th.optim.Adam([{"params": [b, a]}]), flat, grad) is None
     elsewhere = th.zeros(4)
     assert FlatOptimizer.build(th.optim.Adam([{"params": [elsewhere]}]), flat, grad) is None
+
+
+def _optimizer_model(n_envs: int, fast: bool = True, **kwargs) -> OneStepAC:
+    env = make_vec_env("Pendulum-v1", n_envs=n_envs, seed=1)
+    kwargs = {"learning_rate": 1e-3, "ent_coef": 0.05, **kwargs}
+    model = OneStepAC("MlpPolicy", env, update_rule="optimizer", trace_lambda=0.0, seed=5, **kwargs)
+    model._use_fast_path = fast
+    return model
+
+
+def _same_params(a: OneStepAC, b: OneStepAC, atol: float = 1e-6) -> bool:
+    return all(th.allclose(p, q, atol=atol) for p, q in zip(a._trained_params, b._trained_params, strict=True))
+
+
+def test_each_env_makes_its_own_optimizer_step() -> None:
+    model = _optimizer_model(3, combine_envs="each")
+    model.learn(60, log_interval=None)
+    step = next(iter(model.policy.optimizer.state.values()))["step"]
+    assert float(step) == 60  # 20 VecEnv steps of 3 envs, one Adam step per env
+    summed = _optimizer_model(3)
+    summed.learn(60, log_interval=None)
+    assert float(next(iter(summed.policy.optimizer.state.values()))["step"]) == 20
+    assert not _same_params(model, summed, atol=1e-4)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_each_with_one_env_is_the_summed_step(fast: bool) -> None:
+    each, summed = _optimizer_model(1, fast, combine_envs="each"), _optimizer_model(1, fast)
+    each.learn(100, log_interval=None)
+    summed.learn(100, log_interval=None)
+    assert _same_params(each, summed)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_each_with_plain_sgd_equals_one_step_on_the_summed_loss(fast: bool) -> None:
+    """SGD's step is linear in the gradient: steps of each env's gradient, all taken at the parameters of the VecEnv
+    step's start, add up to one step of their sum."""
+    sgd = dict(policy_kwargs=dict(optimizer_class=th.optim.SGD))
+    each, summed = _optimizer_model(3, fast, combine_envs="each", **sgd), _optimizer_model(3, fast, **sgd)
+    each.learn(90, log_interval=None)
+    summed.learn(90, log_interval=None)
+    assert _same_params(each, summed, atol=1e-5)
+
+
+def test_each_trains_the_same_on_both_paths() -> None:
+    models = [_optimizer_model(3, fast, combine_envs="each") for fast in (True, False)]
+    for model in models:
+        model.learn(150, log_interval=None)
+    assert models[0]._backend.name == "numpy" and models[1]._backend.name == "torch"
+    assert _same_params(*models, atol=1e-5)

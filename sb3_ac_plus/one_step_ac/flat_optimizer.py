@@ -120,6 +120,41 @@ class FlatOptimizer:
     def _state_tensors(self) -> list[th.Tensor]:
         return [value for state in self.twin.state.values() for value in state.values()]
 
+    def raw_step(self, learning_rates: Sequence[float]) -> None:
+        """
+        One step of every group with the gradient in the flat gradient vector, unchecked (see :meth:`step`).
+
+        :param learning_rates: the step size of each param group
+        """
+        for group, twin_group, lr in zip(self.optimizer.param_groups, self.twin.param_groups, learning_rates, strict=True):
+            group["lr"] = twin_group["lr"] = lr
+        self.twin.step()
+        if not self._linked:
+            self._link()
+
+    def save(self, flat_params: th.Tensor) -> None:
+        """Keep the parameters and the optimizer's state, for :meth:`restore`."""
+        current = [flat_params, *self._state_tensors()]
+        if self._saved is None or [t.shape for t in self._saved] != [t.shape for t in current]:
+            self._saved = [t.clone() for t in current]
+        else:
+            for saved, value in zip(self._saved, current, strict=True):
+                saved.copy_(value)
+
+    def restore(self, flat_params: th.Tensor) -> None:
+        """Put back the parameters and the optimizer's state of the last :meth:`save` (no state if it had none)."""
+        assert self._saved is not None, "restore() without save()"
+        state = self._state_tensors()
+        with th.no_grad():
+            flat_params.copy_(self._saved[0])
+            if len(self._saved) == len(state) + 1:
+                for saved, value in zip(self._saved[1:], state, strict=True):
+                    value.copy_(saved)
+            else:  # the steps since created the state: there was none before
+                self.twin.state.clear()
+                self.optimizer.state.clear()
+                self._linked = False
+
     def step(self, learning_rates: Sequence[float], flat_params: th.Tensor) -> bool:
         """
         One step of every group, undone (parameters and state) if it makes a parameter non-finite.
@@ -128,23 +163,9 @@ class FlatOptimizer:
         :param flat_params: the parameter vector
         :return: whether the step was applied
         """
-        for group, twin_group, lr in zip(self.optimizer.param_groups, self.twin.param_groups, learning_rates, strict=True):
-            group["lr"] = twin_group["lr"] = lr
-        before = [flat_params, *self._state_tensors()]
-        if self._saved is None or [t.shape for t in self._saved] != [t.shape for t in before]:
-            self._saved = [t.clone() for t in before]
-        else:
-            for saved, value in zip(self._saved, before, strict=True):
-                saved.copy_(value)
-        self.twin.step()
-        if not math.isfinite(float(flat_params.sum())):  # one reduction: cheaper than isfinite().all() at this size
-            with th.no_grad():
-                for saved, value in zip(self._saved, before, strict=True):
-                    value.copy_(saved)
-            if len(before) == 1:  # the failed step created the state: there was none before
-                self.twin.state.clear()
-                self.optimizer.state.clear()
-            return False
-        if not self._linked:
-            self._link()
-        return True
+        self.save(flat_params)
+        self.raw_step(learning_rates)
+        if math.isfinite(float(flat_params.sum())):  # one reduction: cheaper than isfinite().all() at this size
+            return True
+        self.restore(flat_params)
+        return False

@@ -137,6 +137,11 @@ class OneStepAC(OnPolicyAlgorithm):
           envs' traces were one trace); at ``n_envs=1`` it is ``"sum"``.
         - ``"mean"``: the mean of the envs' bounded updates (sb3-ac-plus before 0.2): each env-step moves the
           parameters ``1 / n_envs`` as far.
+        - ``"each"`` (``update_rule="optimizer"`` only): one optimizer step per env, in env order, each with that env's
+          gradient at the parameters of the VecEnv step's start. With ``"sum"`` (or ``"mean"``) the optimizer takes
+          one step on the envs' summed (averaged) loss, and an Adam step moves each parameter by about its step size
+          whatever the gradient's scale, so ``n_envs`` envs make ``n_envs`` times fewer steps per env step than one
+          env; ``"each"`` makes as many as one env would, with the forward and backward passes batched over envs.
 
         See the docs (``docs/one_step_ac.md``) for the measurements behind the default.
     :param use_sde: explore with generalised state-dependent exploration (gSDE, as SB3's A2C and PPO; Box actions):
@@ -425,14 +430,15 @@ class OneStepAC(OnPolicyAlgorithm):
             self._backend = NumpyBackend(
                 self.policy, self._trained_params, self._flat_params, self._flat_actor.numel(), self._generator
             )
-            if self.update_rule == "optimizer":
-                # The optimizer reads each parameter's .grad: views of one flat gradient the NumPy update writes.
-                self._flat_grad = th.zeros_like(self._flat_params)
-                self._grad_views = []
-                offset = 0
-                for param in self._trained_params:
-                    self._grad_views.append(self._flat_grad[offset : offset + param.numel()].view_as(param))
-                    offset += param.numel()
+        if self.update_rule == "optimizer":
+            # The optimizer reads each parameter's .grad: views of one flat gradient the per-row updates write.
+            self._flat_grad = th.zeros_like(self._flat_params)
+            self._grad_views = []
+            offset = 0
+            for param in self._trained_params:
+                self._grad_views.append(self._flat_grad[offset : offset + param.numel()].view_as(param))
+                offset += param.numel()
+            if isinstance(self._backend, NumpyBackend):
                 self._flat_optimizer = FlatOptimizer.build(self.policy.optimizer, self._flat_params, self._flat_grad)
 
     def _excluded_save_params(self) -> list[str]:
@@ -922,6 +928,8 @@ class OneStepAC(OnPolicyAlgorithm):
             weights = (-scale * delta).astype(np.float32)
             flat_grad = self._flat_grad.numpy()
             n_actor = actor_grads.shape[1]
+            if self.combine_envs == "each":
+                return self._optimizer_steps_per_row(weights, actor_grads, critic_grads, log_prob, entropy, delta)
             np.matmul(weights, actor_grads, out=flat_grad[:n_actor])
             np.matmul(weights, critic_grads, out=flat_grad[n_actor:])
             finite = math.isfinite(float(flat_grad.sum()))
@@ -931,6 +939,12 @@ class OneStepAC(OnPolicyAlgorithm):
                 return PendingUpdate(None, None, self._optimizer_stats(delta, log_prob, entropy, actor_lr, critic_lr))
             for param, grad in zip(self._trained_params, self._grad_views, strict=True):
                 param.grad = grad
+        elif self.combine_envs == "each":
+            assert self._backend is not None
+            actor_grads, critic_grads, log_prob, entropy = self._backend.row_gradients(
+                actor, critic, self._entropy_weights(delta)
+            )
+            return self._optimizer_steps_per_row(-delta, actor_grads, critic_grads, log_prob, entropy, delta)
         else:
             log_prob, entropy = actor.log_prob, actor.entropy
             actor_objective = delta * log_prob
@@ -945,19 +959,71 @@ class OneStepAC(OnPolicyAlgorithm):
             log_prob = log_prob.detach()
         if not finite:
             raise NonFiniteError(f"OneStepAC: non-finite gradient at step {self.num_timesteps}; the update was not applied")
-        saved_params = self._flat_params.clone()
+        saved_params, saved_state = self._snapshot_optimizer()
+        optimizer.step()
+        if not math.isfinite(float(self._flat_params.sum())):
+            self._restore_optimizer(saved_params, saved_state)
+            raise self._optimizer_step_error()
+        return PendingUpdate(None, None, self._optimizer_stats(delta, log_prob, entropy, actor_lr, critic_lr))
+
+    def _optimizer_steps_per_row(
+        self, weights: Any, actor_grads: Any, critic_grads: Any, log_prob: Any, entropy: Any, delta: Any
+    ) -> PendingUpdate:
+        """
+        ``combine_envs="each"``: one optimizer step per row, in order, each on that row's gradient of the loss
+        (``weight`` times the row's actor and critic gradients, added where they share parameters); all of them undone
+        if the parameters end non-finite. Arrays are all NumPy or all torch, as the backend gives them.
+        """
+        if not math.isfinite(float(actor_grads.sum() + critic_grads.sum())):
+            raise NonFiniteError(f"OneStepAC: non-finite gradient at step {self.num_timesteps}; the update was not applied")
+        progress = self._current_progress_remaining
+        actor_lr, critic_lr = self.lr_schedule(progress), self.critic_lr_schedule(progress)
+        optimizer = self.policy.optimizer
+        optimizer.param_groups[0]["lr"] = actor_lr
+        optimizer.param_groups[1]["lr"] = critic_lr
+        numpy_rows = isinstance(actor_grads, np.ndarray)
+        flat_grad: Any = self._flat_grad.numpy() if numpy_rows else self._flat_grad
+        n_actor, n_critic = actor_grads.shape[1], critic_grads.shape[1]
+        critic_start = flat_grad.shape[0] - n_critic
+        flat = self._flat_optimizer
+        if flat is not None:
+            flat.save(self._flat_params)
+        else:
+            saved_params, saved_state = self._snapshot_optimizer()
+            for param, grad in zip(self._trained_params, self._grad_views, strict=True):
+                param.grad = grad
+        with th.no_grad():
+            for row in range(weights.shape[0]):
+                weight = float(weights[row])
+                flat_grad[:] = 0.0
+                flat_grad[:n_actor] += weight * actor_grads[row]
+                flat_grad[critic_start:] += weight * critic_grads[row]
+                if flat is not None:
+                    flat.raw_step([actor_lr, critic_lr])
+                else:
+                    optimizer.step()
+        if not math.isfinite(float(self._flat_params.sum())):
+            if flat is not None:
+                flat.restore(self._flat_params)
+            else:
+                self._restore_optimizer(saved_params, saved_state)
+            raise self._optimizer_step_error()
+        return PendingUpdate(None, None, self._optimizer_stats(delta, log_prob, entropy, actor_lr, critic_lr))
+
+    def _snapshot_optimizer(self) -> tuple[th.Tensor, dict]:
+        optimizer = self.policy.optimizer
         saved_state = {
             param: {key: value.clone() if isinstance(value, th.Tensor) else value for key, value in state.items()}
             for param, state in optimizer.state.items()
         }
-        optimizer.step()
-        if not math.isfinite(float(self._flat_params.sum())):
-            with th.no_grad():
-                self._flat_params.copy_(saved_params)
-            optimizer.state.clear()
-            optimizer.state.update(saved_state)
-            raise self._optimizer_step_error()
-        return PendingUpdate(None, None, self._optimizer_stats(delta, log_prob, entropy, actor_lr, critic_lr))
+        return self._flat_params.clone(), saved_state
+
+    def _restore_optimizer(self, saved_params: th.Tensor, saved_state: dict) -> None:
+        optimizer = self.policy.optimizer
+        with th.no_grad():
+            self._flat_params.copy_(saved_params)
+        optimizer.state.clear()
+        optimizer.state.update(saved_state)
 
     def _optimizer_step_error(self) -> NonFiniteError:
         return NonFiniteError(
