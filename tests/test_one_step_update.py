@@ -210,6 +210,30 @@ def test_traces_reset_only_for_the_env_whose_episode_ended() -> None:
     assert th.count_nonzero(traces[1]) > 0
 
 
+def _assert_matches_autograd(
+    model: OneStepAC,
+    obs: th.Tensor,
+    actions: np.ndarray,
+    values: np.ndarray,
+    log_prob: np.ndarray,
+    entropy: np.ndarray,
+    entropy_weights: np.ndarray,
+    grads: np.ndarray,
+) -> None:
+    """The NumPy path's values, log-probabilities, entropies and per-row gradients equal the torch policy's."""
+    actor = actor_outputs(model.policy, obs, th.as_tensor(actions))
+    torch_values = critic_values(model.policy, obs)
+    assert np.allclose(values[: len(obs)], torch_values.detach().numpy(), atol=1e-5)
+    assert np.allclose(log_prob, actor.log_prob.detach().numpy(), atol=1e-5)
+    assert np.allclose(entropy, actor.entropy.detach().numpy(), atol=1e-5)
+    for row in range(len(obs)):
+        objective = actor.log_prob[row] + float(entropy_weights[row]) * actor.entropy[row]
+        actor_grads = th.autograd.grad(objective, model._actor_params, retain_graph=True)
+        critic_grads = th.autograd.grad(torch_values[row], model._critic_params, retain_graph=True)
+        expected = th.cat([g.reshape(-1) for g in (*actor_grads, *critic_grads)]).numpy()
+        assert np.allclose(grads[row], expected, atol=1e-5), np.abs(grads[row] - expected).max()
+
+
 @pytest.mark.parametrize("continuous", [False, True])
 @pytest.mark.parametrize("activation", [th.nn.LeakyReLU, th.nn.Tanh, th.nn.ReLU])
 @pytest.mark.parametrize("layer_norm", [True, False])
@@ -229,17 +253,7 @@ def test_numpy_fast_path_gradients_equal_autograd(continuous: bool, activation, 
     grads = fast.gradients(state, cache, entropy_weights, entropy)
 
     obs_t = th.as_tensor(obs)
-    actor = actor_outputs(model.policy, obs_t, th.as_tensor(actions))
-    torch_values = critic_values(model.policy, obs_t)
-    assert np.allclose(values[:2], torch_values.detach().numpy(), atol=1e-5)
-    assert np.allclose(log_prob, actor.log_prob.detach().numpy(), atol=1e-5)
-    assert np.allclose(entropy, actor.entropy.detach().numpy(), atol=1e-5)
-    for row in range(2):
-        objective = actor.log_prob[row] + float(entropy_weights[row]) * actor.entropy[row]
-        actor_grads = th.autograd.grad(objective, model._actor_params, retain_graph=True)
-        critic_grads = th.autograd.grad(torch_values[row], model._critic_params, retain_graph=True)
-        expected = th.cat([g.reshape(-1) for g in (*actor_grads, *critic_grads)]).numpy()
-        assert np.allclose(grads[row], expected, atol=1e-5), np.abs(grads[row] - expected).max()
+    _assert_matches_autograd(model, obs_t, actions, values, log_prob, entropy, entropy_weights, grads)
 
 
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
@@ -444,17 +458,7 @@ def test_numpy_fast_path_gsde_gradients_equal_autograd(activation, layer_norm: b
     obs_t = th.as_tensor(obs)
     model._sde_noise.apply(model.policy)
     assert np.allclose(actions, actor_outputs(model.policy, obs_t).actions.numpy(), atol=1e-5)  # SB3's own sample
-    actor = actor_outputs(model.policy, obs_t, th.as_tensor(actions))
-    torch_values = critic_values(model.policy, obs_t)
-    assert np.allclose(values[:2], torch_values.detach().numpy(), atol=1e-5)
-    assert np.allclose(log_prob, actor.log_prob.detach().numpy(), atol=1e-5)
-    assert np.allclose(entropy, actor.entropy.detach().numpy(), atol=1e-5)
-    for row in range(2):
-        objective = actor.log_prob[row] + float(entropy_weights[row]) * actor.entropy[row]
-        actor_grads = th.autograd.grad(objective, model._actor_params, retain_graph=True)
-        critic_grads = th.autograd.grad(torch_values[row], model._critic_params, retain_graph=True)
-        expected = th.cat([g.reshape(-1) for g in (*actor_grads, *critic_grads)]).numpy()
-        assert np.allclose(grads[row], expected, atol=1e-5), np.abs(grads[row] - expected).max()
+    _assert_matches_autograd(model, obs_t, actions, values, log_prob, entropy, entropy_weights, grads)
     # evaluate() at the same actions (the n-step update) gives the same state
     again = fast.evaluate(obs, actions)
     assert np.allclose(again["noise"], state["noise"], atol=1e-5) and np.allclose(again["std"], state["std"])
