@@ -913,12 +913,15 @@ class OneStepAC(OnPolicyAlgorithm):
         :param critic: the backend's critic state (from ``values``)
         :param delta: the TD errors of the rows
         """
-        progress = self._current_progress_remaining
-        actor_lr, critic_lr = self.lr_schedule(progress), self.critic_lr_schedule(progress)
+        assert self._backend is not None
+        if self.combine_envs == "each":
+            actor_grads, critic_grads, log_prob, entropy = self._backend.row_gradients(
+                actor, critic, self._entropy_weights(delta)
+            )
+            return self._optimizer_steps_per_row(-delta, actor_grads, critic_grads, log_prob, entropy, delta)
+        actor_lr, critic_lr = self._optimizer_step_sizes()
         scale = 1.0 / self.n_envs if self.combine_envs == "mean" else 1.0
         optimizer = self.policy.optimizer
-        optimizer.param_groups[0]["lr"] = actor_lr
-        optimizer.param_groups[1]["lr"] = critic_lr
         if isinstance(self._backend, NumpyBackend):
             # The per-row gradients of log pi + ent_coef sign(delta) H and of V, weighted by -delta: the gradient of
             # the loss below, written into the flat gradient whose views are the parameters' .grad.
@@ -928,8 +931,6 @@ class OneStepAC(OnPolicyAlgorithm):
             weights = (-scale * delta).astype(np.float32)
             flat_grad = self._flat_grad.numpy()
             n_actor = actor_grads.shape[1]
-            if self.combine_envs == "each":
-                return self._optimizer_steps_per_row(weights, actor_grads, critic_grads, log_prob, entropy, delta)
             np.matmul(weights, actor_grads, out=flat_grad[:n_actor])
             np.matmul(weights, critic_grads, out=flat_grad[n_actor:])
             finite = math.isfinite(float(flat_grad.sum()))
@@ -939,12 +940,6 @@ class OneStepAC(OnPolicyAlgorithm):
                 return PendingUpdate(None, None, self._optimizer_stats(delta, log_prob, entropy, actor_lr, critic_lr))
             for param, grad in zip(self._trained_params, self._grad_views, strict=True):
                 param.grad = grad
-        elif self.combine_envs == "each":
-            assert self._backend is not None
-            actor_grads, critic_grads, log_prob, entropy = self._backend.row_gradients(
-                actor, critic, self._entropy_weights(delta)
-            )
-            return self._optimizer_steps_per_row(-delta, actor_grads, critic_grads, log_prob, entropy, delta)
         else:
             log_prob, entropy = actor.log_prob, actor.entropy
             actor_objective = delta * log_prob
@@ -976,11 +971,8 @@ class OneStepAC(OnPolicyAlgorithm):
         """
         if not math.isfinite(float(actor_grads.sum() + critic_grads.sum())):
             raise NonFiniteError(f"OneStepAC: non-finite gradient at step {self.num_timesteps}; the update was not applied")
-        progress = self._current_progress_remaining
-        actor_lr, critic_lr = self.lr_schedule(progress), self.critic_lr_schedule(progress)
+        actor_lr, critic_lr = self._optimizer_step_sizes()
         optimizer = self.policy.optimizer
-        optimizer.param_groups[0]["lr"] = actor_lr
-        optimizer.param_groups[1]["lr"] = critic_lr
         numpy_rows = isinstance(actor_grads, np.ndarray)
         flat_grad: Any = self._flat_grad.numpy() if numpy_rows else self._flat_grad
         n_actor, n_critic = actor_grads.shape[1], critic_grads.shape[1]
@@ -1009,6 +1001,14 @@ class OneStepAC(OnPolicyAlgorithm):
                 self._restore_optimizer(saved_params, saved_state)
             raise self._optimizer_step_error()
         return PendingUpdate(None, None, self._optimizer_stats(delta, log_prob, entropy, actor_lr, critic_lr))
+
+    def _optimizer_step_sizes(self) -> tuple[float, float]:
+        """:return: the actor's and the critic's step sizes now, also set on the optimizer's two param groups"""
+        progress = self._current_progress_remaining
+        actor_lr, critic_lr = self.lr_schedule(progress), self.critic_lr_schedule(progress)
+        self.policy.optimizer.param_groups[0]["lr"] = actor_lr
+        self.policy.optimizer.param_groups[1]["lr"] = critic_lr
+        return actor_lr, critic_lr
 
     def _snapshot_optimizer(self) -> tuple[th.Tensor, dict]:
         optimizer = self.policy.optimizer
