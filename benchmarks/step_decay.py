@@ -1,0 +1,127 @@
+"""Does shrinking ObGD's bounded step to zero over the budget keep solved CartPole-v1 seeds solved?
+
+    python -m benchmarks.step_decay --seeds 10 --budget 30000 --eval-freq 1000 --eval-episodes 10
+
+A decaying ``learning_rate`` schedule barely changes ObGD's step: the step is ``lr / max(1, lr * kappa * ...)``, and
+with the defaults the bound is active almost always, so the step is ``1 / (kappa * ...)`` whatever ``lr`` is. This
+benchmark shrinks the bounded step itself, by dividing ``actor_kappa`` (and ``critic_kappa``) by the progress
+remaining (1 at the start, 0 at the end of the budget) before every update, from a callback. Each variant runs
+OneStepAC's defaults with one env on the same seeds; a deterministic evaluation every ``--eval-freq`` steps. Per
+variant it prints the seeds reaching the threshold (still there at the end), the median steps to it, "held" (the
+share of evaluations at the threshold or above after a seed's first) and the mean final return; results are saved
+as JSON.
+"""
+
+import argparse
+import json
+import statistics
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import torch as th
+from stable_baselines3.common.callbacks import BaseCallback
+
+from sb3_ac_plus import OneStepAC
+from sb3_ac_plus.common.arguments import positive_int
+from sb3_ac_plus.evaluation.training import PeriodicEvaluation, make_eval_env
+
+VARIANTS = {"none": "", "both": "ac", "actor": "a"}
+
+
+class KappaDecay(BaseCallback):
+    """
+    Divides the ObGD bound strengths by the progress remaining before every update, so that the bounded step shrinks
+    linearly to zero over the budget.
+
+    :param parts: ``"a"`` for the actor's bound, ``"c"`` for the critic's, ``"ac"`` for both
+    :param floor: the smallest progress used (keeps the strength finite at the last step)
+    """
+
+    def __init__(self, parts: str, floor: float = 1e-3) -> None:
+        super().__init__()
+        self.parts = parts
+        self.floor = floor
+        self._initial = (0.0, 0.0)
+
+    def _on_training_start(self) -> None:
+        assert isinstance(self.model, OneStepAC)
+        self._initial = (self.model.actor_kappa, self.model.critic_kappa)
+
+    def _on_step(self) -> bool:
+        assert isinstance(self.model, OneStepAC)
+        progress = max(self.model._current_progress_remaining, self.floor)
+        if "a" in self.parts:
+            self.model.actor_kappa = self._initial[0] / progress
+        if "c" in self.parts:
+            self.model.critic_kappa = self._initial[1] / progress
+        return True
+
+
+def run_seed(variant: str, env_id: str, seed: int, budget: int, freq: int, episodes: int) -> list[float]:
+    """:return: the evaluation returns of one seed, one per ``freq`` env steps (the untrained evaluation left out)"""
+    th.set_num_threads(1)
+    model = OneStepAC("MlpPolicy", env_id, seed=seed)
+    evaluation = PeriodicEvaluation(make_eval_env(model, env_id, seed), freq, episodes, budget=budget)
+    callbacks: list[BaseCallback] = [evaluation]
+    if VARIANTS[variant]:
+        callbacks.append(KappaDecay(VARIANTS[variant]))
+    model.learn(budget, callback=callbacks)
+    return [float(point.mean_return) for point in evaluation.points if point.steps > 0]
+
+
+def summarise(curves: list[list[float]], threshold: float, freq: int) -> dict[str, float]:
+    """:return: seeds reaching ``threshold``, seeds there at the end, median steps to it, held and mean final return"""
+    firsts = [next((i for i, value in enumerate(curve) if value >= threshold), None) for curve in curves]
+    reached = [(curve, first) for curve, first in zip(curves, firsts, strict=True) if first is not None]
+    held = [statistics.mean(float(value >= threshold) for value in curve[first:]) for curve, first in reached]
+    return {
+        "reached": len(reached),
+        "at_end": sum(bool(curve[-1] >= threshold) for curve in curves),
+        "median_steps": statistics.median((first + 1) * freq for _, first in reached) if reached else float("inf"),
+        "held": statistics.mean(held) if held else 0.0,
+        "mean_final": float(statistics.mean(curve[-1] for curve in curves)),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", default="CartPole-v1")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--seeds", type=positive_int, default=10)
+    parser.add_argument("--budget", type=positive_int, default=30_000, help="env steps per run")
+    parser.add_argument("--eval-freq", type=positive_int, default=1000)
+    parser.add_argument("--eval-episodes", type=positive_int, default=10)
+    parser.add_argument("--threshold", type=float, default=475.0)
+    parser.add_argument("--workers", type=positive_int, default=2)
+    parser.add_argument(
+        "--output", type=Path, default=Path("benchmarks/results/one_step_ac_capabilities/hold_step_decay.json")
+    )
+    args = parser.parse_args()
+
+    jobs = [(variant, seed) for variant in args.variants for seed in range(args.seeds)]
+    with ProcessPoolExecutor(args.workers) as pool:
+        futures = {
+            job: pool.submit(run_seed, job[0], args.env, job[1], args.budget, args.eval_freq, args.eval_episodes)
+            for job in jobs
+        }
+        curves = {f"{variant}/{seed}": future.result() for (variant, seed), future in futures.items()}
+
+    print(f"\n{args.env}: OneStepAC's defaults, {args.seeds} seeds, {args.budget} steps, threshold {args.threshold}\n")
+    print("| bounded step decaying | seeds reaching it (still at the end) | median steps to it | held | mean final return |")
+    print("|---|---:|---:|---:|---:|")
+    summaries = {}
+    for variant in args.variants:
+        summary = summarise([curves[f"{variant}/{seed}"] for seed in range(args.seeds)], args.threshold, args.eval_freq)
+        summaries[variant] = summary
+        print(
+            f"| {variant} | {summary['reached']}/{args.seeds} ({summary['at_end']}) | {summary['median_steps']:,.0f} | "
+            f"{summary['held']:.2f} | {summary['mean_final']:.1f} |"
+        )
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    settings = {key: str(value) for key, value in vars(args).items()}
+    args.output.write_text(json.dumps({"settings": settings, "summary": summaries, "curves": curves}, indent=1))
+    print(f"\nresults in {args.output}")
+
+
+if __name__ == "__main__":
+    main()
