@@ -1,0 +1,33 @@
+import pytest
+
+from benchmarks.step_decay import KappaDecay, summarise
+from sb3_ac_plus import OneStepAC
+
+
+def test_summarise_counts_reaching_holding_and_final():
+    curves = [[400.0, 480.0, 300.0, 500.0], [100.0, 200.0, 300.0, 400.0]]
+    summary = summarise(curves, threshold=475.0, freq=1000)
+    assert summary["reached"] == 1
+    assert summary["at_end"] == 1
+    assert summary["median_steps"] == 2000
+    assert summary["held"] == pytest.approx(2 / 3)
+    assert summary["mean_final"] == pytest.approx(450.0)
+
+
+@pytest.mark.parametrize("parts", ["a", "ac"])
+def test_kappa_decay_divides_the_bounds_by_the_progress_remaining(parts):
+    model = OneStepAC("MlpPolicy", "CartPole-v1", actor_kappa=3.0, critic_kappa=2.0, seed=0)
+    seen = []
+
+    class Record(KappaDecay):
+        def _on_step(self) -> bool:
+            result = super()._on_step()
+            seen.append((self.model._current_progress_remaining, self.model.actor_kappa, self.model.critic_kappa))
+            return result
+
+    model.learn(200, callback=Record(parts))
+    assert len(seen) == 200
+    for progress, actor_kappa, critic_kappa in seen:
+        assert actor_kappa == pytest.approx(3.0 / max(progress, 1e-3))
+        assert critic_kappa == pytest.approx(2.0 / max(progress, 1e-3) if "c" in parts else 2.0)
+    assert seen[-1][1] > 3.0 * 50  # near the end of the budget the bound is far stronger
