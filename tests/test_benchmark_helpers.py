@@ -1,6 +1,8 @@
 import pytest
 
-from benchmarks.step_decay import KappaDecay, summarise
+import torch as th
+
+from benchmarks.hold import FreezeObservationStatistics, KappaDecay, summarise
 from sb3_ac_plus import OneStepAC
 
 
@@ -31,3 +33,15 @@ def test_kappa_decay_divides_the_bounds_by_the_progress_remaining(parts):
         assert actor_kappa == pytest.approx(3.0 / max(progress, 1e-3))
         assert critic_kappa == pytest.approx(2.0 / max(progress, 1e-3) if "c" in parts else 2.0)
     assert seen[-1][1] > 3.0 * 50  # near the end of the budget the bound is far stronger
+
+
+def test_freeze_keeps_the_observation_statistics_of_the_first_steps():
+    statistics = []
+    for budget, callback in ((50, None), (200, FreezeObservationStatistics(after=50))):
+        model = OneStepAC("MlpPolicy", "CartPole-v1", seed=0)
+        model.learn(budget, callback=callback)
+        stats = model.policy.obs_normalizer.statistics()
+        statistics.append((float(stats.count), stats.mean.clone()))
+    (count_at_50, mean_at_50), (count_frozen, mean_frozen) = statistics
+    assert count_frozen == count_at_50 > 0
+    assert th.equal(mean_frozen, mean_at_50)

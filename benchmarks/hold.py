@@ -1,15 +1,20 @@
-"""Does shrinking ObGD's bounded step to zero over the budget keep solved CartPole-v1 seeds solved?
+"""What keeps a solved CartPole-v1 policy solved? Two candidate causes of the fall, each removed from a callback.
 
-    python -m benchmarks.step_decay --seeds 10 --budget 30000 --eval-freq 1000 --eval-episodes 10
+    python -m benchmarks.hold --variants none both actor --seeds 10 --budget 30000 --eval-freq 1000 --eval-episodes 10
 
-A decaying ``learning_rate`` schedule barely changes ObGD's step: the step is ``lr / max(1, lr * kappa * ...)``, and
-with the defaults the bound is active almost always, so the step is ``1 / (kappa * ...)`` whatever ``lr`` is. This
-benchmark shrinks the bounded step itself, by dividing ``actor_kappa`` (and ``critic_kappa``) by the progress
-remaining (1 at the start, 0 at the end of the budget) before every update, from a callback. Each variant runs
-OneStepAC's defaults with one env on the same seeds; a deterministic evaluation every ``--eval-freq`` steps. Per
-variant it prints the seeds reaching the threshold (still there at the end), the median steps to it, "held" (the
-share of evaluations at the threshold or above after a seed's first) and the mean final return; results are saved
-as JSON.
+*The learning steps* (variants ``both``, ``actor``): a decaying ``learning_rate`` schedule barely changes ObGD's
+step: the step is ``lr / max(1, lr * kappa * ...)``, and with the defaults the bound is active almost always, so the
+step is ``1 / (kappa * ...)`` whatever ``lr`` is. These variants shrink the bounded step itself, by dividing
+``actor_kappa`` (and ``critic_kappa``) by the progress remaining (1 at the start, 0 at the end of the budget) before
+every update.
+
+*The observation statistics still moving* (variants ``freeze-5000``, ``freeze-10000``): the running mean and variance
+that normalise the observations stop updating after that many env steps; the policy keeps learning.
+
+Each variant runs OneStepAC's defaults with one env on the same seeds; a deterministic evaluation every
+``--eval-freq`` steps. Per variant it prints the seeds reaching the threshold (still there at the end), the median
+steps to it, "held" (the share of evaluations at the threshold or above after a seed's first) and the mean final
+return; results are saved as JSON.
 """
 
 import argparse
@@ -24,8 +29,10 @@ from stable_baselines3.common.callbacks import BaseCallback
 from sb3_ac_plus import OneStepAC
 from sb3_ac_plus.common.arguments import positive_int
 from sb3_ac_plus.evaluation.training import PeriodicEvaluation, make_eval_env
+from sb3_ac_plus.policies.observation_normalizer import RunningMeanStdBuffers
 
-VARIANTS = {"none": "", "both": "ac", "actor": "a"}
+VARIANTS = ["none", "both", "actor", "freeze-5000", "freeze-10000"]
+DECAYED_BOUNDS = {"both": "ac", "actor": "a"}
 
 
 class KappaDecay(BaseCallback):
@@ -57,14 +64,40 @@ class KappaDecay(BaseCallback):
         return True
 
 
+class FreezeObservationStatistics(BaseCallback):
+    """
+    Stops the policy's observation statistics from updating once the env steps reach ``after``.
+
+    :param after: env steps of training after which the statistics stay as they are
+    """
+
+    def __init__(self, after: int) -> None:
+        super().__init__()
+        self.after = after
+        self.frozen = False
+
+    def _on_step(self) -> bool:
+        if not self.frozen and self.num_timesteps >= self.after:
+            assert isinstance(self.model, OneStepAC)
+            normalizer = self.model.policy.obs_normalizer
+            assert isinstance(normalizer, th.nn.Module), "the policy does not normalise observations"
+            for module in normalizer.modules():
+                if isinstance(module, RunningMeanStdBuffers):
+                    module.update = lambda batch: None  # type: ignore[method-assign]
+            self.frozen = True
+        return True
+
+
 def run_seed(variant: str, env_id: str, seed: int, budget: int, freq: int, episodes: int) -> list[float]:
     """:return: the evaluation returns of one seed, one per ``freq`` env steps (the untrained evaluation left out)"""
     th.set_num_threads(1)
     model = OneStepAC("MlpPolicy", env_id, seed=seed)
     evaluation = PeriodicEvaluation(make_eval_env(model, env_id, seed), freq, episodes, budget=budget)
     callbacks: list[BaseCallback] = [evaluation]
-    if VARIANTS[variant]:
-        callbacks.append(KappaDecay(VARIANTS[variant]))
+    if variant in DECAYED_BOUNDS:
+        callbacks.append(KappaDecay(DECAYED_BOUNDS[variant]))
+    elif variant.startswith("freeze-"):
+        callbacks.append(FreezeObservationStatistics(int(variant.removeprefix("freeze-"))))
     model.learn(budget, callback=callbacks)
     return [float(point.mean_return) for point in evaluation.points if point.steps > 0]
 
@@ -86,16 +119,14 @@ def summarise(curves: list[list[float]], threshold: float, freq: int) -> dict[st
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default="CartPole-v1")
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
     parser.add_argument("--seeds", type=positive_int, default=10)
     parser.add_argument("--budget", type=positive_int, default=30_000, help="env steps per run")
     parser.add_argument("--eval-freq", type=positive_int, default=1000)
     parser.add_argument("--eval-episodes", type=positive_int, default=10)
     parser.add_argument("--threshold", type=float, default=475.0)
     parser.add_argument("--workers", type=positive_int, default=2)
-    parser.add_argument(
-        "--output", type=Path, default=Path("benchmarks/results/one_step_ac_capabilities/hold_step_decay.json")
-    )
+    parser.add_argument("--output", type=Path, default=Path("benchmarks/results/one_step_ac_capabilities/hold.json"))
     args = parser.parse_args()
 
     jobs = [(variant, seed) for variant in args.variants for seed in range(args.seeds)]
@@ -107,7 +138,7 @@ def main() -> None:
         curves = {f"{variant}/{seed}": future.result() for (variant, seed), future in futures.items()}
 
     print(f"\n{args.env}: OneStepAC's defaults, {args.seeds} seeds, {args.budget} steps, threshold {args.threshold}\n")
-    print("| bounded step decaying | seeds reaching it (still at the end) | median steps to it | held | mean final return |")
+    print("| variant | seeds reaching it (still at the end) | median steps to it | held | mean final return |")
     print("|---|---:|---:|---:|---:|")
     summaries = {}
     for variant in args.variants:
