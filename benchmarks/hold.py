@@ -20,12 +20,12 @@ return; results are saved as JSON.
 import argparse
 import json
 import statistics
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch as th
 from stable_baselines3.common.callbacks import BaseCallback
 
+from benchmarks.learning import run_in_parallel
 from sb3_ac_plus import OneStepAC
 from sb3_ac_plus.common.arguments import positive_int
 from sb3_ac_plus.evaluation.training import PeriodicEvaluation, make_eval_env
@@ -129,13 +129,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results/one_step_ac_capabilities/hold.json"))
     args = parser.parse_args()
 
-    jobs = [(variant, seed) for variant in args.variants for seed in range(args.seeds)]
-    with ProcessPoolExecutor(args.workers) as pool:
-        futures = {
-            job: pool.submit(run_seed, job[0], args.env, job[1], args.budget, args.eval_freq, args.eval_episodes)
-            for job in jobs
-        }
-        curves = {f"{variant}/{seed}": future.result() for (variant, seed), future in futures.items()}
+    curves = run_in_parallel(run_seed, args.variants, args)
 
     print(f"\n{args.env}: OneStepAC's defaults, {args.seeds} seeds, {args.budget} steps, threshold {args.threshold}\n")
     print("| variant | seeds reaching it (still at the end) | median steps to it | held | mean final return |")

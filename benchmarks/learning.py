@@ -11,14 +11,18 @@ import argparse
 import json
 import math
 import statistics
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import torch as th
 
 from sb3_ac_plus.common.arguments import positive_int
 from sb3_ac_plus.evaluation.training import PeriodicEvaluation, make_eval_env
 from sb3_ac_plus.zoo.algorithms import ALGOS, DEFAULT_COMPARED
+
+T = TypeVar("T")
 
 
 def run_seed(algo: str, env_id: str, seed: int, budget: int, freq: int, episodes: int) -> list[tuple[int, float]]:
@@ -28,6 +32,25 @@ def run_seed(algo: str, env_id: str, seed: int, budget: int, freq: int, episodes
     callback = PeriodicEvaluation(make_eval_env(model, env_id, seed), freq, episodes, budget=budget)
     model.learn(budget, callback=callback)
     return [(point.steps, point.mean_return) for point in callback.points if point.steps > 0]
+
+
+def run_in_parallel(
+    run: Callable[[str, str, int, int, int, int], T], labels: list[str], args: argparse.Namespace
+) -> dict[str, T]:
+    """
+    ``run(label, env, seed, budget, eval_freq, eval_episodes)`` for every label and seed, in ``args.workers`` processes.
+
+    :param run: one run (a module-level function, so that worker processes can load it)
+    :param labels: what the runs compare (algorithms, variants)
+    :param args: the command line: ``env``, ``seeds``, ``budget``, ``eval_freq``, ``eval_episodes``, ``workers``
+    :return: each run's result by ``"<label>/<seed>"``
+    """
+    jobs = [(label, seed) for label in labels for seed in range(args.seeds)]
+    with ProcessPoolExecutor(args.workers) as pool:
+        futures = {
+            job: pool.submit(run, job[0], args.env, job[1], args.budget, args.eval_freq, args.eval_episodes) for job in jobs
+        }
+        return {f"{label}/{seed}": future.result() for (label, seed), future in futures.items()}
 
 
 def steps_to(curve: list[tuple[int, float]], threshold: float) -> float:
@@ -48,13 +71,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results/learning.json"))
     args = parser.parse_args()
 
-    jobs = [(algo, seed) for algo in args.algos for seed in range(args.seeds)]
-    with ProcessPoolExecutor(args.workers) as pool:
-        futures = {
-            job: pool.submit(run_seed, job[0], args.env, job[1], args.budget, args.eval_freq, args.eval_episodes)
-            for job in jobs
-        }
-        curves = {f"{algo}/{seed}": future.result() for (algo, seed), future in futures.items()}
+    curves = run_in_parallel(run_seed, args.algos, args)
 
     print(
         f"\n{args.env}: {args.seeds} seeds, evaluation of {args.eval_episodes} deterministic episodes every "

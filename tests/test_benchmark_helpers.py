@@ -1,8 +1,10 @@
-import pytest
+import argparse
 
+import pytest
 import torch as th
 
 from benchmarks.hold import FreezeObservationStatistics, KappaDecay, summarise
+from benchmarks.learning import run_in_parallel
 from sb3_ac_plus import OneStepAC
 
 
@@ -45,3 +47,13 @@ def test_freeze_keeps_the_observation_statistics_of_the_first_steps():
     (count_at_50, mean_at_50), (count_frozen, mean_frozen) = statistics
     assert count_frozen == count_at_50 > 0
     assert th.equal(mean_frozen, mean_at_50)
+
+
+def _label_seed_budget(label: str, env: str, seed: int, budget: int, freq: int, episodes: int) -> str:
+    return f"{label}:{env}:{seed}:{budget}:{freq}:{episodes}"
+
+
+def test_run_in_parallel_runs_every_label_and_seed():
+    args = argparse.Namespace(env="E", seeds=2, budget=100, eval_freq=10, eval_episodes=3, workers=2)
+    results = run_in_parallel(_label_seed_budget, ["a", "b"], args)
+    assert results == {f"{label}/{seed}": f"{label}:E:{seed}:100:10:3" for label in "ab" for seed in range(2)}
