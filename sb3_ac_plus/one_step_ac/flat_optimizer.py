@@ -124,10 +124,11 @@ class FlatOptimizer:
         """
         One step of every group with the gradient in the flat gradient vector, unchecked (see :meth:`step`).
 
-        :param learning_rates: the step size of each param group
+        :param learning_rates: the step size of each param group (the caller keeps the policy optimizer's groups' own
+            ``lr`` up to date, as OneStepAC does once per update)
         """
-        for group, twin_group, lr in zip(self.optimizer.param_groups, self.twin.param_groups, learning_rates, strict=True):
-            group["lr"] = twin_group["lr"] = lr
+        for twin_group, lr in zip(self.twin.param_groups, learning_rates, strict=True):
+            twin_group["lr"] = lr
         self.twin.step()
         if not self._linked:
             self._link()

@@ -1013,6 +1013,7 @@ class OneStepAC(OnPolicyAlgorithm):
         return actor_lr, critic_lr
 
     def _snapshot_optimizer(self) -> tuple[th.Tensor, dict]:
+        """:return: copies of the parameter vector and of the policy optimizer's state, for :meth:`_restore_optimizer`"""
         optimizer = self.policy.optimizer
         saved_state = {
             param: {key: value.clone() if isinstance(value, th.Tensor) else value for key, value in state.items()}
@@ -1021,6 +1022,7 @@ class OneStepAC(OnPolicyAlgorithm):
         return self._flat_params.clone(), saved_state
 
     def _restore_optimizer(self, saved_params: th.Tensor, saved_state: dict) -> None:
+        """Put back the parameters and optimizer state of :meth:`_snapshot_optimizer`."""
         optimizer = self.policy.optimizer
         with th.no_grad():
             self._flat_params.copy_(saved_params)
