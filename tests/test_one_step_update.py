@@ -532,6 +532,63 @@ def test_flat_optimizer_is_not_built_for_groups_out_of_vector_order() -> None:
     assert FlatOptimizer.build(th.optim.Adam([{"params": [elsewhere]}]), flat, grad) is None
 
 
+def _two_flat_groups(**adam_kwargs) -> tuple[th.optim.Adam, th.Tensor, th.Tensor]:
+    flat = th.randn(13, generator=th.Generator().manual_seed(0))
+    grad = th.zeros(13)
+    a, b = flat[:5], flat[5:]
+    a.grad, b.grad = grad[:5], grad[5:]
+    optimizer = th.optim.Adam([{"params": [a], "lr": 1e-2}, {"params": [b], "lr": 3e-3}], **adam_kwargs)
+    return optimizer, flat, grad
+
+
+@pytest.mark.parametrize(
+    "adam_kwargs", [dict(), dict(betas=(0.3, 0.8), eps=1e-5), dict(weight_decay=0.1)], ids=["default", "betas", "decay"]
+)
+def test_numpy_adam_steps_as_torch_adam(adam_kwargs: dict) -> None:
+    from sb3_ac_plus.one_step_ac.numpy_adam import NumpyAdam
+
+    reference, reference_flat, reference_grad = _two_flat_groups(**adam_kwargs)
+    optimizer, flat, grad = _two_flat_groups(**adam_kwargs)
+    numpy_adam = NumpyAdam(optimizer)
+    rng = np.random.default_rng(1)
+    for _ in range(30):
+        step_grad = th.as_tensor(rng.normal(size=13).astype(np.float32))
+        reference_grad.copy_(step_grad)
+        grad.copy_(step_grad)
+        reference.step()
+        numpy_adam.step()
+        assert th.allclose(flat, reference_flat, rtol=1e-5, atol=1e-7), (flat - reference_flat).abs().max()
+    for param, reference_param in zip(optimizer.param_groups, reference.param_groups, strict=True):
+        state, reference_state = optimizer.state[param["params"][0]], reference.state[reference_param["params"][0]]
+        assert state.keys() == reference_state.keys()
+        assert float(state["step"]) == float(reference_state["step"]) == 30
+        for key in ("exp_avg", "exp_avg_sq"):
+            assert th.allclose(state[key], reference_state[key], rtol=1e-5, atol=1e-8), key
+    # The state it made is torch's: torch's own step carries on from it.
+    reference.step()
+    optimizer.step()
+    assert th.allclose(flat, reference_flat, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    "adam_kwargs", [dict(amsgrad=True), dict(maximize=True), dict(weight_decay=0.1, decoupled_weight_decay=True)]
+)
+def test_numpy_adam_refuses_adam_variants(adam_kwargs: dict) -> None:
+    from sb3_ac_plus.one_step_ac.flat_optimizer import FlatOptimizer
+    from sb3_ac_plus.one_step_ac.numpy_adam import NumpyAdam, numpy_adam_supported
+
+    optimizer, flat, grad = _two_flat_groups(**adam_kwargs)
+    assert not numpy_adam_supported(optimizer)
+    with pytest.raises(ValueError, match=r"plain th\.optim\.Adam"):
+        NumpyAdam(optimizer)
+    flat_optimizer = FlatOptimizer.build(optimizer, flat, grad)
+    assert flat_optimizer is not None and flat_optimizer._numpy_step is None  # stepped by torch instead
+    plain, flat, grad = _two_flat_groups()
+    assert numpy_adam_supported(plain)
+    assert FlatOptimizer.build(plain, flat, grad)._numpy_step is not None  # type: ignore[union-attr]
+    assert not numpy_adam_supported(th.optim.AdamW([th.zeros(3, requires_grad=True)]))
+
+
 def _optimizer_model(n_envs: int, fast: bool = True, **kwargs) -> OneStepAC:
     env = make_vec_env("Pendulum-v1", n_envs=n_envs, seed=1)
     kwargs = {"learning_rate": 1e-3, "ent_coef": 0.05, **kwargs}

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 
 import torch as th
 
+from sb3_ac_plus.one_step_ac.numpy_adam import NumpyAdam, numpy_adam_supported
+
 
 def _contiguous_slice(params: Sequence[th.Tensor], flat: th.Tensor) -> tuple[int, int] | None:
     """:return: ``(start, end)`` of ``params`` in ``flat`` if they lie there back to back in order, else None"""
@@ -46,6 +48,8 @@ class FlatOptimizer:
         self.slices = slices
         self._linked = False
         self._saved: list[th.Tensor] | None = None
+        # Adam's step in NumPy where it computes the same (the default optimizer); torch's own step otherwise.
+        self._numpy_step = NumpyAdam(twin) if numpy_adam_supported(twin) else None
         self._link()
 
     @classmethod
@@ -129,7 +133,10 @@ class FlatOptimizer:
         """
         for twin_group, lr in zip(self.twin.param_groups, learning_rates, strict=True):
             twin_group["lr"] = lr
-        self.twin.step()
+        if self._numpy_step is not None:
+            self._numpy_step.step()
+        else:
+            self.twin.step()
         if not self._linked:
             self._link()
 
