@@ -1,5 +1,6 @@
 """The update rule itself, checked against references computed by hand with torch autograd."""
 
+import copy
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -568,6 +569,15 @@ def test_numpy_adam_steps_as_torch_adam(adam_kwargs: dict) -> None:
     reference.step()
     optimizer.step()
     assert th.allclose(flat, reference_flat, rtol=1e-5, atol=1e-7)
+    # A loaded state (new tensors) is the one it steps next.
+    optimizer.load_state_dict(copy.deepcopy(reference.state_dict()))  # load shares tensors otherwise
+    reference.step()
+    numpy_adam.step()
+    assert th.allclose(flat, reference_flat, rtol=1e-5, atol=1e-7)
+    for param, reference_param in zip(optimizer.param_groups, reference.param_groups, strict=True):
+        state, reference_state = optimizer.state[param["params"][0]], reference.state[reference_param["params"][0]]
+        assert float(state["step"]) == 32
+        assert th.allclose(state["exp_avg_sq"], reference_state["exp_avg_sq"], rtol=1e-5, atol=1e-8)
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,6 @@ and loading; only the rounding differs from torch's kernels, in the last bits.
 """
 
 import math
-from typing import Any
-
 import numpy as np
 import torch as th
 
@@ -63,14 +61,31 @@ class NumpyAdam:
         self.optimizer = optimizer
         sizes = [group["params"][0].numel() for group in optimizer.param_groups]
         self._scratch = [(np.empty(size, dtype=np.float32), np.empty(size, dtype=np.float32)) for size in sizes]
+        self._cache: list[tuple[tuple, tuple[np.ndarray, ...]] | None] = [None] * len(sizes)
 
-    def _state(self, param: th.Tensor) -> dict[str, Any]:
+    def _views(self, index: int, param: th.Tensor) -> tuple[np.ndarray, ...]:
+        """
+        :return: NumPy views of the parameter, its gradient, ``exp_avg``, ``exp_avg_sq`` and ``step``, kept while those
+            tensors stay the same objects (the state is created at the first step, and replaced by a load or a restore)
+        """
         state = self.optimizer.state[param]
         if not state:
             state["step"] = th.tensor(0.0, dtype=th.float32)
             state["exp_avg"] = th.zeros_like(param, memory_format=th.preserve_format)
             state["exp_avg_sq"] = th.zeros_like(param, memory_format=th.preserve_format)
-        return state
+        tensors = (param.grad, state["exp_avg"], state["exp_avg_sq"], state["step"])
+        cached = self._cache[index]
+        if cached is None or any(a is not b for a, b in zip(cached[0], tensors, strict=True)):
+            assert param.grad is not None
+            views = (
+                param.detach().numpy().reshape(-1),
+                param.grad.numpy().reshape(-1),
+                state["exp_avg"].numpy().reshape(-1),
+                state["exp_avg_sq"].numpy().reshape(-1),
+                state["step"].numpy(),
+            )
+            self._cache[index] = cached = (tensors, views)
+        return cached[1]
 
     def step(self) -> None:
         """
@@ -81,15 +96,9 @@ class NumpyAdam:
             self._step()
 
     def _step(self) -> None:
-        for group, (scratch, numerator) in zip(self.optimizer.param_groups, self._scratch, strict=True):
-            param = group["params"][0]
-            assert param.grad is not None
-            state = self._state(param)
-            values = param.detach().numpy().reshape(-1)
-            grad = param.grad.numpy().reshape(-1)
-            exp_avg = state["exp_avg"].numpy().reshape(-1)
-            exp_avg_sq = state["exp_avg_sq"].numpy().reshape(-1)
-            step_count = state["step"].numpy()
+        for index, group in enumerate(self.optimizer.param_groups):
+            scratch, numerator = self._scratch[index]
+            values, grad, exp_avg, exp_avg_sq, step_count = self._views(index, group["params"][0])
             step_count += 1.0
             beta1, beta2 = group["betas"]
             if group["weight_decay"] != 0:
