@@ -6,7 +6,8 @@ two param groups (actor only; shared and critic) is a contiguous slice of it, so
 AdamW, RMSprop, SGD with momentum...) can step each group as one tensor. :class:`FlatOptimizer` does that with a twin
 of the policy's optimizer (same class, same hyperparameters) whose state is flat, and makes the policy optimizer's
 per-parameter state views of it: ``policy.optimizer`` keeps describing the same optimizer, and saves and loads as
-before.
+before. A plain Adam twin (the policies' default) is stepped in NumPy (:mod:`~sb3_ac_plus.one_step_ac.numpy_adam`),
+where even one tensor per group costs more in torch's bookkeeping than in arithmetic.
 """
 
 import math
