@@ -127,8 +127,8 @@ class OneStepAC(OnPolicyAlgorithm):
         ``policy_kwargs=dict(optimizer_class=...)``, Adam by default; needs ``trace_lambda == 0``)
     :param actor_kappa: ObGD bound strength for the actor (> 0; larger gives smaller steps)
     :param critic_kappa: ObGD bound strength for the critic (> 0). 1.5 (2.0 before) keeps more solved CartPole seeds
-        solved and learned better on Acrobot, Pendulum, HalfCheetah and Hopper (docs/one_step_ac.md, Defaults across
-        tasks); the tuning studies' blocks all chose 1.0 to 1.4
+        solved and learned better on Acrobot, Pendulum, LunarLander, HalfCheetah and Hopper (docs/one_step_ac.md,
+        Defaults across tasks); the tuning studies' blocks all chose 1.0 to 1.4
     :param combine_envs: how the updates of the envs of one VecEnv step combine into one parameter update:
 
         - ``"sum"`` (default): each env's update is bounded on its own (ObGD) and the updates are added, so every
