@@ -115,6 +115,21 @@ def _top_level_items(settings: str) -> list[str]:
     return [item.strip() for item in items]
 
 
+def comparison_jobs(variants: Sequence[Variant], first_seed: int, n_seeds: int) -> list[tuple[Variant, int]]:
+    """
+    The runs of a comparison, seed by seed: every variant's run of one seed before any of the next seed's.
+
+    Interleaved so that a machine whose speed drifts during the comparison (other load, clock changes) slows every
+    variant alike, and the seconds they are compared on stay comparable; the returns do not depend on the order.
+
+    :param variants: the variants compared
+    :param first_seed: the first seed
+    :param n_seeds: how many seeds
+    :return: the ``(variant, seed)`` pairs, in the order they are started
+    """
+    return [(variant, seed) for seed in range(first_seed, first_seed + n_seeds) for variant in variants]
+
+
 def run_all(
     jobs: Sequence[tuple[Variant, int]],
     env_id: str,
@@ -384,7 +399,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
     output_dir = results_dir(args.output_dir or Path("results") / "compare" / args.env, args.overwrite)
     threshold = reward_threshold(args.env)
 
-    jobs = [(variant, seed) for variant in variants for seed in range(args.first_seed, args.first_seed + args.seeds)]
+    jobs = comparison_jobs(variants, args.first_seed, args.seeds)
     output_dir.mkdir(parents=True, exist_ok=True)
 
     def save_finished(finished: list[RunResult]) -> None:

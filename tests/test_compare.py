@@ -138,6 +138,26 @@ def test_a_comparison_stopped_part_way_keeps_its_finished_runs(tmp_path: Path, m
     assert not (tmp_path / "summary.json").exists()
 
 
+def test_runs_start_seed_by_seed_so_every_variant_sees_the_same_machine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sb3_ac_plus.compare as compare
+
+    started = []
+
+    def record(**kwargs):
+        started.append((kwargs["label"], kwargs["seed"]))
+        return train_and_evaluate(**kwargs)
+
+    monkeypatch.setattr(compare, "train_and_evaluate", record)
+    flags = ["--env", "CartPole-v1", "--algos", "a2c", "ppo", "--seeds", "2", "--budget", "200", "--eval-freq", "100"]
+    main([*flags, "--eval-episodes", "1", "--workers", "1", "--no-progress", "--output-dir", str(tmp_path)])
+    assert started == [("a2c", 0), ("ppo", 0), ("a2c", 1), ("ppo", 1)]
+    runs = pd.read_csv(tmp_path / "runs.csv")  # one row per evaluation; the saved runs keep the variants' order
+    saved = list(dict.fromkeys(zip(runs["algo"], runs["seed"], strict=True)))
+    assert saved == [("a2c", 0), ("a2c", 1), ("ppo", 0), ("ppo", 1)]
+
+
 class FailingSteps(VecEnvWrapper):
     """Training envs that go wrong from their ``at``-th VecEnv step on: NaN rewards, or ``error`` raised."""
 

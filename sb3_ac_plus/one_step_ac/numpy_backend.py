@@ -148,14 +148,17 @@ class _NumpyMLP:
         w_off, b_off = self.head_offsets
         _write_linear_grads(grads, w_off, b_off, grad_out, cache.head_input[:n_rows])
         grad_hidden = grad_out @ weight
-        for (weight, _), (w_off, b_off), (hidden, pre, out, inv_std) in zip(
-            reversed(self.weights), reversed(self.weight_offsets), reversed(cache.layers), strict=True
+        for depth, ((weight, _), (w_off, b_off), (hidden, pre, out, inv_std)) in enumerate(
+            zip(reversed(self.weights), reversed(self.weight_offsets), reversed(cache.layers), strict=True)
         ):
             pre, out = pre[:n_rows], out[:n_rows]
             if self.tanh:
                 grad_pre = grad_hidden * (1.0 - out * out)
             else:
-                grad_pre = grad_hidden * np.where(pre > 0, 1.0, self.negative_slope)  # pre > 0 iff out > 0
+                # pre > 0 iff out > 0. The factor is float64, so the hidden layers' gradients are computed in float64
+                # and rounded to float32 when written: a float32 form is faster but rounds differently, which would
+                # change every run of this backend (and the measured results).
+                grad_pre = grad_hidden * np.where(pre > 0, 1.0, self.negative_slope)
             if inv_std is not None:
                 # Backward of (z - mean(z)) / std(z): project out the mean and the normalised direction.
                 inv_width = 1.0 / pre.shape[-1]
@@ -163,7 +166,8 @@ class _NumpyMLP:
                 mean_grad_pre = np.add.reduce(grad_pre * pre, axis=-1, keepdims=True) * inv_width
                 grad_pre = inv_std[:n_rows] * (grad_pre - mean_grad - pre * mean_grad_pre)
             _write_linear_grads(grads, w_off, b_off, grad_pre, hidden[:n_rows])
-            grad_hidden = grad_pre @ weight
+            if depth < len(self.weights) - 1:  # the first layer's input needs no gradient
+                grad_hidden = grad_pre @ weight
 
 
 def _write_linear_grads(
@@ -172,8 +176,13 @@ def _write_linear_grads(
     n_rows, n_out = grad_pre.shape
     n_in = inputs.shape[1]
     block = grads[:, weight_offset : weight_offset + n_out * n_in].reshape(n_rows, n_out, n_in)
-    # Per-row outer products; einsum writes them about twice as fast as a broadcast multiply.
-    np.einsum("ro,ri->roi", grad_pre, inputs, out=block, casting="same_kind")
+    # Per-row outer products. From float32 gradients (the heads') einsum writes them faster than a broadcast multiply;
+    # from the float64 gradients of the hidden layers (see backward) a broadcast multiply is faster (67 us against
+    # 92 us for 8 rows of 64 x 64) and gives the same numbers (the product in float64, then rounded to float32).
+    if grad_pre.dtype == np.float32:
+        np.einsum("ro,ri->roi", grad_pre, inputs, out=block)
+    else:
+        np.multiply(grad_pre[:, :, None], inputs[:, None, :], out=block, casting="same_kind")
     grads[:, bias_offset : bias_offset + n_out] = grad_pre
 
 
