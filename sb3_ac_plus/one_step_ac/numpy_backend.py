@@ -156,9 +156,9 @@ class _NumpyMLP:
                 grad_pre = grad_hidden * (1.0 - out * out)
             else:
                 # pre > 0 iff out > 0. The factor is float64, so the hidden layers' gradients are computed in float64
-                # and rounded to float32 when written. The float32 form, np.where(pre > 0, g, slope * g), trains about
-                # 1.1 to 1.2 times faster (CartPole-v1, defaults, 8 and 1 envs) but rounds differently, which changes
-                # every run of this backend: it waits for the measured results to be re-measured with it.
+                # and rounded to float32 when written. The float32 form, np.where(pre > 0, g, slope * g), ran 1.1 to 1.2
+                # times faster in alternating processes (CartPole-v1, defaults, 8 and 1 envs) but showed no clear gain
+                # in a whole comparison, and it rounds differently, which changes every run of this backend.
                 grad_pre = grad_hidden * np.where(pre > 0, 1.0, self.negative_slope)
             if inv_std is not None:
                 # Backward of (z - mean(z)) / std(z): project out the mean and the normalised direction.
