@@ -238,8 +238,17 @@ def _assert_matches_autograd(
 @pytest.mark.parametrize("continuous", [False, True])
 @pytest.mark.parametrize("activation", [th.nn.LeakyReLU, th.nn.Tanh, th.nn.ReLU])
 @pytest.mark.parametrize("layer_norm", [True, False])
-@pytest.mark.parametrize("net_arch", [[8, 6], []], ids=["mlp", "linear"])
-def test_numpy_fast_path_gradients_equal_autograd(continuous: bool, activation, layer_norm: bool, net_arch: list) -> None:
+@pytest.mark.parametrize(
+    "net_arch, layer_norm_widths",
+    [([8, 6], True), ([2, 5, 4], False), ([], True)],
+    ids=["mlp", "narrower-than-input", "linear"],
+)
+def test_numpy_fast_path_gradients_equal_autograd(
+    continuous: bool, activation, layer_norm: bool, net_arch: list, layer_norm_widths: bool
+) -> None:
+    # A first hidden layer narrower than the 3-dim observation checks the kernels' buffers, which hold the input too.
+    # LayerNorm over 2 units is ill-conditioned (float32 autograd then differs by more than the tolerance): not there.
+    layer_norm = layer_norm and layer_norm_widths
     env = RecordingEnv(continuous=continuous)
     model = _model(env, True, policy_kwargs=dict(net_arch=net_arch, activation_fn=activation, layer_norm=layer_norm))
     model._setup_backend()

@@ -26,6 +26,8 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.torch_layers import FlattenExtractor
 from torch import nn
 
+from sb3_ac_plus.one_step_ac.mlp_kernels import mlp_backward, mlp_forward
+from sb3_ac_plus.one_step_ac.vector_kernels import categorical
 from sb3_ac_plus.policies.networks import MLP, ActorCriticMlpExtractor
 from sb3_ac_plus.policies.observation_normalizer import RunningMeanStdBuffers
 
@@ -87,53 +89,50 @@ def _np(param: th.Tensor | nn.Module) -> np.ndarray:
 
 
 class ForwardCache(NamedTuple):
-    """What the backward pass of :class:`_NumpyMLP` needs: the head's input and each hidden layer's
-    ``(input, normalised pre-activation, output, 1 / std or None)``."""
+    """What the backward pass of :class:`_NumpyMLP` needs (see :func:`~sb3_ac_plus.one_step_ac.mlp_kernels.mlp_forward`):
+    the input and each hidden layer's output (``acts``), each hidden layer's normalised pre-activation (``pres``) and
+    ``1 / std`` (``inv_stds``), and the head's input (a view of ``acts``)."""
 
+    acts: np.ndarray
+    pres: np.ndarray
+    inv_stds: np.ndarray
     head_input: np.ndarray
-    layers: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]]
 
 
 class _NumpyMLP:
-    """An :class:`MLP` followed by a linear head, in NumPy, writing its gradients into a flat buffer."""
+    """An :class:`MLP` followed by a linear head, computed by the compiled kernels on the flat parameter vector."""
 
-    def __init__(self, mlp: MLP, head: nn.Linear, offsets: dict[int, int]) -> None:
-        self.weights = [(_np(layer.weight), _np(layer.bias)) for layer in mlp.linears]
-        self.weight_offsets = [(offsets[id(layer.weight)], offsets[id(layer.bias)]) for layer in mlp.linears]
-        self.head = (_np(head.weight), _np(head.bias))
-        self.head_offsets = (offsets[id(head.weight)], offsets[id(head.bias)])
+    def __init__(self, mlp: MLP, head: nn.Linear, offsets: dict[int, int], params: np.ndarray) -> None:
+        self.params = params
+        linears = [*mlp.linears, head]
+        self.layout = np.array(
+            [[offsets[id(layer.weight)], offsets[id(layer.bias)], layer.in_features, layer.out_features] for layer in linears],
+            dtype=np.int64,
+        )
+        self.n_hidden = len(mlp.linears)
+        self.n_out = head.out_features
+        self.head_width = head.in_features
+        self.width = int(self.layout[:-1, 2:].max()) if self.n_hidden > 0 else head.in_features
         self.layer_norm = mlp.layer_norm
-        self.layer_norm_eps = mlp.layer_norm_eps
+        self.layer_norm_eps = float(mlp.layer_norm_eps)
         negative_slope = _activation(mlp.activation)
         assert negative_slope is not None, f"unsupported activation {mlp.activation}"
-        self.tanh = math.isnan(negative_slope)
         self.negative_slope = negative_slope
 
     def forward(self, x: np.ndarray) -> tuple[np.ndarray, ForwardCache]:
         """
-        :param x: inputs ``(batch, in)``
+        :param x: inputs ``(batch, in)``, float32
         :return: the head's output ``(batch, out)`` and what the backward pass needs
         """
-        layers = []
-        hidden = x
-        for weight, bias in self.weights:
-            pre = hidden @ weight.T + bias
-            inv_std = None
-            if self.layer_norm:
-                inv_width = 1.0 / pre.shape[-1]
-                pre -= np.add.reduce(pre, axis=-1, keepdims=True) * inv_width
-                inv_std = 1.0 / np.sqrt(np.add.reduce(pre * pre, axis=-1, keepdims=True) * inv_width + self.layer_norm_eps)
-                pre *= inv_std
-            if self.tanh:
-                out = np.tanh(pre)
-            elif self.negative_slope <= 1.0:
-                out = np.maximum(pre, self.negative_slope * pre)
-            else:
-                out = np.where(pre > 0, pre, self.negative_slope * pre)
-            layers.append((hidden, pre, out, inv_std))
-            hidden = out
-        weight, bias = self.head
-        return hidden @ weight.T + bias, ForwardCache(hidden, layers)
+        n_rows = x.shape[0]
+        acts = np.empty((self.n_hidden + 1, n_rows, self.width), dtype=np.float32)
+        pres = np.empty((self.n_hidden, n_rows, self.width), dtype=np.float32)
+        inv_stds = np.ones((self.n_hidden, n_rows), dtype=np.float32)
+        out = np.empty((n_rows, self.n_out), dtype=np.float32)
+        mlp_forward(
+            self.params, self.layout, x, self.layer_norm, self.layer_norm_eps, self.negative_slope, acts, pres, inv_stds, out
+        )
+        return out, ForwardCache(acts, pres, inv_stds, acts[self.n_hidden, :, : self.head_width])
 
     def backward(self, grad_out: np.ndarray, cache: "ForwardCache", grads: np.ndarray) -> None:
         """
@@ -143,55 +142,37 @@ class _NumpyMLP:
         :param cache: the forward pass's cache (its first ``rows`` rows are used)
         :param grads: ``(rows, n_params)`` buffer laid out as the flat parameter vector
         """
-        n_rows = grad_out.shape[0]
-        weight, _ = self.head
-        w_off, b_off = self.head_offsets
-        _write_linear_grads(grads, w_off, b_off, grad_out, cache.head_input[:n_rows])
-        grad_hidden = grad_out @ weight
-        for depth, ((weight, _), (w_off, b_off), (hidden, pre, out, inv_std)) in enumerate(
-            zip(reversed(self.weights), reversed(self.weight_offsets), reversed(cache.layers), strict=True)
-        ):
-            pre, out = pre[:n_rows], out[:n_rows]
-            if self.tanh:
-                grad_pre = grad_hidden * (1.0 - out * out)
-            else:
-                # pre > 0 iff out > 0. The factor is float64, so the hidden layers' gradients are computed in float64
-                # and rounded to float32 when written. The float32 form, np.where(pre > 0, g, slope * g), ran 1.1 to 1.2
-                # times faster in alternating processes (CartPole-v1, defaults, 8 and 1 envs) but showed no clear gain
-                # in a whole comparison, and it rounds differently, which changes every run of this backend.
-                grad_pre = grad_hidden * np.where(pre > 0, 1.0, self.negative_slope)
-            if inv_std is not None:
-                # Backward of (z - mean(z)) / std(z): project out the mean and the normalised direction.
-                inv_width = 1.0 / pre.shape[-1]
-                mean_grad = np.add.reduce(grad_pre, axis=-1, keepdims=True) * inv_width
-                mean_grad_pre = np.add.reduce(grad_pre * pre, axis=-1, keepdims=True) * inv_width
-                grad_pre = inv_std[:n_rows] * (grad_pre - mean_grad - pre * mean_grad_pre)
-            _write_linear_grads(grads, w_off, b_off, grad_pre, hidden[:n_rows])
-            if depth < len(self.weights) - 1:  # the first layer's input needs no gradient
-                grad_hidden = grad_pre @ weight
+        mlp_backward(
+            self.params,
+            self.layout,
+            np.ascontiguousarray(grad_out, dtype=np.float32),
+            self.layer_norm,
+            self.negative_slope,
+            cache.acts,
+            cache.pres,
+            cache.inv_stds,
+            grads,
+        )
 
 
-def _write_linear_grads(
-    grads: np.ndarray, weight_offset: int, bias_offset: int, grad_pre: np.ndarray, inputs: np.ndarray
-) -> None:
-    n_rows, n_out = grad_pre.shape
-    n_in = inputs.shape[1]
-    block = grads[:, weight_offset : weight_offset + n_out * n_in].reshape(n_rows, n_out, n_in)
-    # Per-row outer products. From float32 gradients (the heads') einsum writes them faster than a broadcast multiply;
-    # from the float64 gradients of the hidden layers (see backward) a broadcast multiply is faster (67 us against
-    # 92 us for 8 rows of 64 x 64) and gives the same numbers (the product in float64, then rounded to float32).
-    if grad_pre.dtype == np.float32:
-        np.einsum("ro,ri->roi", grad_pre, inputs, out=block)
-    else:
-        np.multiply(grad_pre[:, :, None], inputs[:, None, :], out=block, casting="same_kind")
-    grads[:, bias_offset : bias_offset + n_out] = grad_pre
+def _categorical_state(logits: np.ndarray, cache: ForwardCache, uniform: np.ndarray, actions: np.ndarray) -> dict[str, Any]:
+    """
+    The actor's state for Categorical actions: log-probabilities, probabilities, entropy and the actions' log-probability.
 
-
-def _log_softmax(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """:return: the log-probabilities and the probabilities of categorical logits ``(rows, n)``"""
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    log_probs = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
-    return log_probs, np.exp(log_probs)
+    :param uniform: one uniform draw per row to sample ``actions`` with (written into it), or none to keep them
+    """
+    n_rows = logits.shape[0]
+    log_probs, probs = np.empty_like(logits), np.empty_like(logits)
+    log_prob, entropy = np.empty(n_rows, dtype=np.float32), np.empty(n_rows, dtype=np.float32)
+    categorical(logits, uniform, actions, log_probs, probs, log_prob, entropy)
+    return {
+        "cache": cache,
+        "log_probs": log_probs,
+        "probs": probs,
+        "actions": actions,
+        "log_prob": log_prob,
+        "entropy": entropy,
+    }
 
 
 class NumpyActorCritic:
@@ -200,20 +181,20 @@ class NumpyActorCritic:
 
     :param policy: the policy; its parameters must be views of one flat vector laid out as ``offsets`` says
     :param offsets: position of each parameter (by ``id``) in the flat vector
-    :param n_params: length of the flat vector
+    :param params: the flat vector (a NumPy view of it, float32)
     """
 
-    def __init__(self, policy: ActorCriticPolicy, offsets: dict[int, int], n_params: int) -> None:
+    def __init__(self, policy: ActorCriticPolicy, offsets: dict[int, int], params: np.ndarray) -> None:
         extractor = cast(ActorCriticMlpExtractor, policy.mlp_extractor)
-        self.actor = _NumpyMLP(extractor.policy_net, policy.action_net, offsets)  # type: ignore[arg-type]
-        self.critic = _NumpyMLP(extractor.value_net, policy.value_net, offsets)  # type: ignore[arg-type]
+        self.actor = _NumpyMLP(extractor.policy_net, policy.action_net, offsets, params)  # type: ignore[arg-type]
+        self.critic = _NumpyMLP(extractor.value_net, policy.value_net, offsets, params)  # type: ignore[arg-type]
         self.sde = type(policy.action_dist) is StateDependentNoiseDistribution
         self.sde_epsilon = float(cast(StateDependentNoiseDistribution, policy.action_dist).epsilon) if self.sde else 0.0
         self.gaussian = self.sde or type(policy.action_dist) is DiagGaussianDistribution
         # (action_dim,) for a state-independent std; (latent_dim, action_dim) with gSDE
         self.log_std = _np(policy.log_std) if self.gaussian else np.zeros(0, dtype=np.float32)
         self.log_std_offset = offsets[id(policy.log_std)] if self.gaussian else 0
-        self.n_params = n_params
+        self.n_params = params.size
         self._grads: np.ndarray | None = None
 
     def act(
@@ -241,10 +222,9 @@ class NumpyActorCritic:
                 noise = th.randn(out.shape, generator=generator).numpy()
             actions = (out + np.exp(self.log_std) * noise).astype(np.float32)
             return actions, self._gaussian_state(out, cache, noise)
-        log_probs, probs = _log_softmax(out)
-        uniform = th.rand((probs.shape[0], 1), generator=generator).numpy()
-        actions = np.minimum((probs.cumsum(axis=-1) < uniform).sum(axis=-1), probs.shape[-1] - 1)
-        return actions, {"cache": cache, "log_probs": log_probs, "probs": probs, "actions": actions}
+        uniform = th.rand((out.shape[0],), generator=generator).numpy()
+        state = _categorical_state(out, cache, uniform, np.zeros(out.shape[0], dtype=np.intp))
+        return state["actions"], state
 
     def evaluate(self, obs: np.ndarray, actions: np.ndarray) -> dict[str, Any]:
         """
@@ -261,8 +241,7 @@ class NumpyActorCritic:
             # The standard-normal draw that gives these actions under the current mean and std.
             noise = ((actions - out) * np.exp(-self.log_std)).astype(np.float32)
             return self._gaussian_state(out, cache, noise)
-        log_probs, probs = _log_softmax(out)
-        return {"cache": cache, "log_probs": log_probs, "probs": probs, "actions": actions.astype(np.intp)}
+        return _categorical_state(out, cache, np.zeros(0, dtype=np.float32), actions.astype(np.intp))
 
     def _gaussian_state(self, mean: np.ndarray, cache: ForwardCache, noise: np.ndarray) -> dict[str, Any]:
         return {"cache": cache, "mean": mean, "std": np.exp(self.log_std), "noise": noise}
@@ -308,10 +287,7 @@ class NumpyActorCritic:
             log_prob = (-0.5 * state["noise"] ** 2 - self.log_std - _HALF_LOG_2PI).sum(axis=-1)
             entropy = np.full(log_prob.shape, (0.5 + _HALF_LOG_2PI + self.log_std).sum())
             return log_prob, entropy
-        log_probs, probs, actions = state["log_probs"], state["probs"], state["actions"]
-        log_prob = log_probs[np.arange(actions.shape[0]), actions]
-        entropy = -(probs * log_probs).sum(axis=-1)
-        return log_prob, entropy
+        return state["log_prob"], state["entropy"]
 
     def gradients(
         self, actor_state: dict[str, Any], critic_cache: ForwardCache, entropy_weights: np.ndarray, entropy: np.ndarray
@@ -381,9 +357,10 @@ class NumpyBackend:
         for param in trained_params:
             offsets[id(param)] = offset
             offset += param.numel()
-        self.networks = NumpyActorCritic(policy, offsets, offset)
         # NumPy views of the parameter vector (the same memory), valid while the policy's parameters stay in place.
         params = flat_params.numpy()
+        assert params.size == offset, "the trained parameters must lay out the flat vector"
+        self.networks = NumpyActorCritic(policy, offsets, params)
         self.actor_params, self.critic_params = params[:n_actor], params[n_actor:]
         self.n_actor = n_actor
         normalizer = getattr(policy, "obs_normalizer", None)

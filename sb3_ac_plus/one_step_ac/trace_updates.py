@@ -11,6 +11,8 @@ from typing import TypeVar
 import numpy as np
 import torch as th
 
+from sb3_ac_plus.one_step_ac.vector_kernels import add_weighted_rows, decay_and_add, row_l1_norms
+
 Array = TypeVar("Array", th.Tensor, np.ndarray)
 
 
@@ -60,12 +62,12 @@ class EligibilityTraces:
         if isinstance(grads, np.ndarray):
             current, proposed = self._views
             assert current is not None and proposed is not None, "NumPy traces need the CPU"
-            np.multiply(current, decay, out=proposed)
-        else:
-            current, proposed = self._buffers
-            th.mul(current, decay, out=proposed)
+            decay_and_add(current, decay, grads, proposed)
+            return proposed
+        current, proposed = self._buffers
+        th.mul(current, decay, out=proposed)
         proposed += grads
-        return proposed  # type: ignore[return-value]
+        return proposed
 
     def commit(self, ended_envs: np.ndarray | None) -> None:
         """
@@ -90,6 +92,8 @@ def l1_norms(direction: Array) -> Array:
     :param direction: ``(n_rows, n_params)``
     :return: the L1 norm of each row, ``(n_rows,)``
     """
+    if isinstance(direction, np.ndarray):
+        return row_l1_norms(direction)
     return abs(direction).sum(1)
 
 
@@ -109,6 +113,9 @@ def obgd_step_sizes(delta: Array, norms: Array, learning_rate: float, kappa: flo
         bound of a single row
     :return: the step size of each row, ``(n_rows,)``, or one step size (0-d) when ``combined``
     """
+    if isinstance(delta, np.ndarray):
+        products = learning_rate * kappa * np.maximum(abs(delta), 1.0) * norms
+        return learning_rate / np.maximum(products.sum() if combined else products, 1.0)
     products = learning_rate * kappa * abs(delta).clip(1.0, None) * norms
     if combined:
         products = products.sum()
@@ -141,4 +148,7 @@ def add_weighted_(params: Array, direction: Array, weights: Array) -> None:
     :param direction: ``(n_rows, n_params)``
     :param weights: ``(n_rows,)``
     """
-    params += weights @ direction
+    if isinstance(params, np.ndarray):
+        add_weighted_rows(params, direction, np.asarray(weights, dtype=np.float32))
+    else:
+        params += weights @ direction
