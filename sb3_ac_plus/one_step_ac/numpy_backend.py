@@ -1,14 +1,16 @@
 """The NumPy backend: forward and backward passes of streaming MLP policies, on the memory of the policy's parameters.
 
 At batch size 1 a torch operation costs several microseconds of dispatch and autograd bookkeeping, a NumPy
-operation on the same small array about one; an online actor-critic step is about a hundred such operations. This
-module computes exactly what the torch path computes (same parameters, same formulas) for the common case: separate
-actor and critic MLPs (:class:`~sb3_ac_plus.policies.networks.ActorCriticMlpExtractor` without a shared trunk, as in
-:class:`~sb3_ac_plus.policies.streaming.StreamingActorCriticPolicy`) on flat vector observations with Categorical or
-diagonal Gaussian actions (a state-independent std, or gSDE's state-dependent noise as SB3 computes it), on the CPU.
-The torch policy stays the model: ``predict``, saving and loading, A2C and PPO all use it, and the NumPy arrays here
-are views of its parameters, so every update is an update of the model.
-"""
+operation on the same small array about one; an online actor-critic step was about a hundred such operations. This
+module computes what the torch path computes (same parameters, same formulas, rounded differently) for the common
+case: separate actor and critic MLPs (:class:`~sb3_ac_plus.policies.networks.ActorCriticMlpExtractor` without a shared
+trunk, as in :class:`~sb3_ac_plus.policies.streaming.StreamingActorCriticPolicy`) on flat vector observations with
+Categorical or diagonal Gaussian actions (a state-independent std, or gSDE's state-dependent noise as SB3 computes it),
+on the CPU. The passes themselves are compiled kernels (:mod:`~sb3_ac_plus.one_step_ac.mlp_kernels`, and categorical
+sampling in :mod:`~sb3_ac_plus.one_step_ac.vector_kernels`), one call each; this module holds their buffers and the
+Gaussian and gSDE distributions' parts, in NumPy. The torch policy stays the model: ``predict``, saving and loading,
+A2C and PPO all use it, and the NumPy arrays here are views of its parameters, so every update is an update of the
+model."""
 
 import math
 from collections.abc import Sequence
