@@ -26,6 +26,14 @@ CASES = {
     "obgd-fast": ("obgd", dict(), True),
     "obgd-torch-2-envs": ("obgd", dict(_n_envs=2), False),
     "sgd-fast": ("sgd", dict(learning_rate=0.01), True),
+    "obgd-sequential-fast-3-envs": ("obgd", dict(combine_envs="sequential", _n_envs=3), True),
+    "obgd-sequential-torch-3-envs": ("obgd", dict(combine_envs="sequential", _n_envs=3), False),
+    "adaptive-obgd-sequential-fast-3-envs": ("adaptive_obgd", dict(combine_envs="sequential", _n_envs=3), True),
+    "sgd-sequential-n-step-windows": (
+        "sgd",
+        dict(learning_rate=0.01, n_steps=3, trace_lambda=0.0, combine_envs="sequential", _n_envs=2),
+        True,
+    ),
     "sgd-torch": ("sgd", dict(learning_rate=0.01), False),
     "sgd-n-step-windows": ("sgd", dict(learning_rate=0.01, n_steps=3, trace_lambda=0.0), False),
     "optimizer-sgd": ("optimizer", dict(learning_rate=1e-3, policy_kwargs=dict(optimizer_class=th.optim.SGD)), False),
@@ -33,6 +41,8 @@ CASES = {
     "optimizer-adam-fast": ("optimizer", dict(learning_rate=1e-3), True),
     "optimizer-adam-each-fast": ("optimizer", dict(learning_rate=1e-3, combine_envs="each", _n_envs=2), True),
     "optimizer-adam-each-torch": ("optimizer", dict(learning_rate=1e-3, combine_envs="each", _n_envs=2), False),
+    "optimizer-adam-sequential-fast": ("optimizer", dict(learning_rate=1e-3, combine_envs="sequential", _n_envs=3), True),
+    "optimizer-adam-sequential-torch": ("optimizer", dict(learning_rate=1e-3, combine_envs="sequential", _n_envs=3), False),
     "optimizer-sgd-fast": ("optimizer", dict(learning_rate=1e-3, policy_kwargs=dict(optimizer_class=th.optim.SGD)), True),
 }
 
@@ -51,6 +61,9 @@ def _state(model: OneStepAC) -> dict[str, Any]:
     }
     if model._actor_traces is not None:
         state["traces"] = (model._actor_traces.traces.clone(), model._critic_traces.traces.clone())
+    if model._actor_moments is not None:
+        moments = (model._actor_moments, model._critic_moments)
+        state["moments"] = [(m.moments.clone(), m.count) for m in moments]
     if model.update_rule == "optimizer":
         state["optimizer"] = copy.deepcopy(model.policy.optimizer.state_dict()["state"])
     return state

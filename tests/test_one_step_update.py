@@ -625,10 +625,14 @@ def test_each_env_makes_its_own_optimizer_step() -> None:
     model.learn(60, log_interval=None)
     step = next(iter(model.policy.optimizer.state.values()))["step"]
     assert float(step) == 60  # 20 VecEnv steps of 3 envs, one Adam step per env
-    summed = _optimizer_model(3)
+    summed = _optimizer_model(3, combine_envs="sum")
     summed.learn(60, log_interval=None)
     assert float(next(iter(summed.policy.optimizer.state.values()))["step"]) == 20
     assert not _same_params(model, summed, atol=1e-4)
+    sequential = _optimizer_model(3, combine_envs="sequential")
+    sequential.learn(60, log_interval=None)
+    assert float(next(iter(sequential.policy.optimizer.state.values()))["step"]) == 60
+    assert not _same_params(model, sequential, atol=1e-4)  # each step's gradient at the parameters it finds
 
 
 @pytest.mark.parametrize("fast", [True, False])
@@ -644,7 +648,8 @@ def test_each_with_plain_sgd_equals_one_step_on_the_summed_loss(fast: bool) -> N
     """SGD's step is linear in the gradient: steps of each env's gradient, all taken at the parameters of the VecEnv
     step's start, add up to one step of their sum."""
     sgd = dict(policy_kwargs=dict(optimizer_class=th.optim.SGD))
-    each, summed = _optimizer_model(3, fast, combine_envs="each", **sgd), _optimizer_model(3, fast, **sgd)
+    each = _optimizer_model(3, fast, combine_envs="each", **sgd)
+    summed = _optimizer_model(3, fast, combine_envs="sum", **sgd)
     each.learn(90, log_interval=None)
     summed.learn(90, log_interval=None)
     assert _same_params(each, summed, atol=1e-5)

@@ -34,6 +34,15 @@ CONFIGS = {
     "gsde-sample-freq": dict(_env="Pendulum-v1", use_sde=True, sde_sample_freq=16),
     "gsde-torch-path": dict(_env="Pendulum-v1", use_sde=True, _fast=False),
     "adam-optimizer-torch-path": dict(update_rule="optimizer", trace_lambda=0.0, learning_rate=1e-3, _fast=False),
+    "sequential-4-envs": dict(combine_envs="sequential", n_envs=4),
+    "sequential-gaussian-2-envs": dict(_env="Pendulum-v1", combine_envs="sequential", n_envs=2),
+    "sequential-n-step-windows-2-envs": dict(combine_envs="sequential", n_steps=3, trace_lambda=0.0, n_envs=2),
+    "sequential-adaptive-obgd-torch-path-2-envs": dict(
+        combine_envs="sequential", update_rule="adaptive_obgd", _fast=False, n_envs=2
+    ),
+    "sequential-adam-4-envs": dict(
+        combine_envs="sequential", update_rule="optimizer", trace_lambda=0.0, learning_rate=1e-3, n_envs=4
+    ),
     "adam-gsde-4-envs": dict(
         _env="MountainCarContinuous-v0",
         update_rule="optimizer",
@@ -84,7 +93,9 @@ def test_resume_from_saved_model_equals_uninterrupted_run(name: str, tmp_path) -
     if uninterrupted._reward_scaler is not None:
         assert resumed._reward_scaler.stats.count == uninterrupted._reward_scaler.stats.count == 1400
     if uninterrupted._actor_moments is not None:
-        assert resumed._actor_moments.count == uninterrupted._actor_moments.count == 1400 // resumed.n_envs
+        # one update per VecEnv step, or per env with combine_envs="sequential"
+        updates = 1400 if resumed.combine_envs == "sequential" else 1400 // resumed.n_envs
+        assert resumed._actor_moments.count == uninterrupted._actor_moments.count == updates
         assert th.equal(resumed._critic_moments.moments, uninterrupted._critic_moments.moments)
     if uninterrupted._colored_noise is not None:
         assert np.array_equal(resumed._colored_noise.sequences, uninterrupted._colored_noise.sequences)

@@ -8,7 +8,7 @@ from stable_baselines3.common.type_aliases import Schedule
 from torch import nn
 
 UPDATE_RULES = ("obgd", "adaptive_obgd", "sgd", "optimizer")
-COMBINE_ENVS = ("sum", "bounded_sum", "mean", "each")
+COMBINE_ENVS = ("sum", "sequential", "bounded_sum", "mean", "each")
 
 _SUPPORTED_ACTION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
 _SUPPORTED_OBSERVATION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary, spaces.Dict)
@@ -68,6 +68,7 @@ def check_hyperparameters(
             f"combine_envs='each' (one optimizer step per env) needs update_rule='optimizer', got {update_rule!r}; "
             "with ObGD's bounded steps 'sum' already adds each env's own step"
         )
+
     is_int = isinstance(sde_sample_freq, (int, np.integer)) and not isinstance(sde_sample_freq, bool)
     if not is_int or not (sde_sample_freq == -1 or sde_sample_freq >= 1):
         raise ValueError(f"sde_sample_freq must be an integer >= 1, or -1 (only at episode starts), got {sde_sample_freq!r}")

@@ -13,6 +13,13 @@ def obs_row(obs: Any, idx: int) -> Any:
     return obs[idx]
 
 
+def obs_slice(obs: Any, idx: int) -> Any:
+    """Row ``idx`` of a batch as a batch of one (an array, a tensor, or a dict of either)."""
+    if isinstance(obs, dict):
+        return {key: value[idx : idx + 1] for key, value in obs.items()}
+    return obs[idx : idx + 1]
+
+
 def stack_obs_rows(rows: list[Any]) -> Any:
     """A batch from rows (arrays, tensors, or dicts of either)."""
     if isinstance(rows[0], dict):

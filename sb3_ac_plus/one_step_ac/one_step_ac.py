@@ -22,7 +22,8 @@ from sb3_ac_plus.one_step_ac.exploration import ColoredNoise, StateDependentNois
 from sb3_ac_plus.one_step_ac.flat_optimizer import FlatOptimizer
 from sb3_ac_plus.one_step_ac.flat_parameters import flatten_parameters_, is_view_of
 from sb3_ac_plus.one_step_ac.numpy_backend import NumpyBackend, supports_fast_path
-from sb3_ac_plus.one_step_ac.observations import all_finite, obs_row, stack_obs_rows, with_terminal_obs
+from sb3_ac_plus.one_step_ac.observations import all_finite, obs_row, obs_slice, stack_obs_rows, with_terminal_obs
+from sb3_ac_plus.one_step_ac.sequential_kernels import APPLIED, NON_FINITE_DELTA, NON_FINITE_GRADIENT, sequential_rows
 from sb3_ac_plus.one_step_ac.torch_backend import TorchBackend, actor_outputs, critic_values
 from sb3_ac_plus.one_step_ac.reward_scaling import RewardScaler, ScaledRewards
 from sb3_ac_plus.one_step_ac.second_moments import SecondMoments
@@ -76,8 +77,9 @@ class PendingUpdate(NamedTuple):
     """
     A checked update, applied by ``OneStepAC._commit``: ``params += weights @ direction`` for the actor's and the
     critic's part of the parameter vector, each ``(params, direction, weights)`` (None when a torch optimizer has
-    applied it already, or there is nothing to update), the logged statistics, whether it counts as an update, and
-    the n-step windows after this step.
+    applied it already, or there is nothing to update), the logged statistics, whether it counts as an update, the
+    n-step windows after this step, and how many rows ``combine_envs="sequential"`` has applied already (their traces
+    and second moments are proposed, for ``_commit`` to commit).
     """
 
     actor: tuple[Any, Any, Any] | None
@@ -85,6 +87,7 @@ class PendingUpdate(NamedTuple):
     stats: list[float] | None
     applied: bool = True
     windows: list[deque] | None = None
+    rows_in_place: int = 0
 
 
 class OneStepAC(OnPolicyAlgorithm):
@@ -129,12 +132,19 @@ class OneStepAC(OnPolicyAlgorithm):
     :param critic_kappa: ObGD bound strength for the critic (> 0). 1.5 (2.0 before) keeps more solved CartPole seeds
         solved and learned better on Acrobot, Pendulum, LunarLander, HalfCheetah and Hopper (docs/one_step_ac.md,
         Defaults across tasks); the tuning studies' blocks all chose 1.0 to 1.4
-    :param combine_envs: how the updates of the envs of one VecEnv step combine into one parameter update:
+    :param combine_envs: how the transitions of the envs of one VecEnv step are learned from:
 
-        - ``"sum"`` (default): each env's update is bounded on its own (ObGD) and the updates are added, so every
-          env-step moves the parameters as far as a step of a single env would: sample efficiency per env-step does
-          not fall with ``n_envs`` (it is the update of the envs' transitions taken one after the other, with the
-          parameters of the step's start).
+        - ``"sequential"`` (default): one after the other, in env order, each with the parameters (and traces) the
+          previous env's update left, so the VecEnv step is the update a single env would make from the same
+          transitions in that order, each bounded by ObGD on its own. Every env-step moves the parameters as far as a
+          step of a single env, and no update is computed from parameters another env's update has already moved
+          (which ``"sum"`` does). At ``n_envs=1`` it is ``"sum"``. On the NumPy fast path (ObGD or SGD, Categorical
+          or Gaussian actions) the rows run in one compiled call, as fast as ``"sum"``; elsewhere (gSDE,
+          ``"adaptive_obgd"``, ``"optimizer"``, the torch path) it costs a forward and backward pass per env instead
+          of one batched pass. With ``update_rule="optimizer"`` it is one optimizer step per env, each on the
+          gradient at the parameters the previous step left.
+        - ``"sum"``: each env's update is bounded on its own (ObGD), all computed with the parameters of the step's
+          start, and added (the former default).
         - ``"bounded_sum"``: the envs' updates are added and ObGD bounds the sum as a whole (one step size, as if the
           envs' traces were one trace); at ``n_envs=1`` it is ``"sum"``.
         - ``"mean"``: the mean of the envs' bounded updates (sb3-ac-plus before 0.2): each env-step moves the
@@ -145,7 +155,7 @@ class OneStepAC(OnPolicyAlgorithm):
           whatever the gradient's scale, so ``n_envs`` envs make ``n_envs`` times fewer steps per env step than one
           env; ``"each"`` makes as many as one env would, with the forward and backward passes batched over envs.
 
-        See the docs (``docs/one_step_ac.md``) for the measurements behind the default.
+        See the docs (``docs/one_step_ac.md``, Several envs) for the measurements behind the default.
     :param use_sde: explore with generalised state-dependent exploration (gSDE, as SB3's A2C and PPO; Box actions):
         the noise is a function of the state, ``latent(s) @ (std * eps)``, with one matrix ``eps`` per env drawn at
         the start of each of its episodes
@@ -195,7 +205,7 @@ class OneStepAC(OnPolicyAlgorithm):
         update_rule: str = "obgd",
         actor_kappa: float = 3.0,
         critic_kappa: float = 1.5,
-        combine_envs: str = "sum",
+        combine_envs: str = "sequential",
         use_sde: bool = False,
         sde_sample_freq: int = -1,
         noise_beta: float = 0.0,
@@ -690,6 +700,9 @@ class OneStepAC(OnPolicyAlgorithm):
         assert backend is not None
         actions, actor = backend.act(self._obs_input, self._exploration_noise())
         step = self._env_step(env, actions)
+        if self._sequential:
+            self._commit(step, self._sequential_one_step(step, actions))
+            return step
         # V(s) and V(s') in one pass, both with the parameters and statistics before this step's update.
         values, next_values, critic = backend.values(self._obs_input, backend.observe(step.bootstrap_obs))
         delta = self._td_errors(step, values, next_values)
@@ -700,12 +713,27 @@ class OneStepAC(OnPolicyAlgorithm):
         self._commit(step, update)
         return step
 
+    def _sequential_one_step(self, step: Transition, actions: Any) -> PendingUpdate:
+        """The one-step update of ``combine_envs="sequential"``: each env's transition in turn."""
+        backend = self._backend
+        assert backend is not None
+        rows = np.arange(self.n_envs)
+        discounts = (self.gamma * ~step.terminated).astype(np.float32)
+        traces = rows if self._actor_traces is not None else None
+        next_input = backend.observe(step.bootstrap_obs)
+        return self._sequential_update(
+            self._obs_input, _to_numpy(actions), step.learn_rewards, discounts, next_input, rows, traces
+        )
+
     def _optimizer_step(self, env: VecEnv) -> Transition:
         """One step of every env and its update by the policy's torch optimizer (``update_rule="optimizer"``)."""
         backend = self._backend
         assert backend is not None
         actions, actor = backend.act(self._obs_input, self._exploration_noise())
         step = self._env_step(env, actions)
+        if self._sequential:
+            self._commit(step, self._sequential_one_step(step, actions))
+            return step
         values, next_values, critic = backend.values(self._obs_input, backend.observe(step.bootstrap_obs))
         delta = self._td_errors(step, values, next_values)
         self._commit(step, self._optimizer_update(actor, critic, delta))
@@ -777,6 +805,17 @@ class OneStepAC(OnPolicyAlgorithm):
         backend = self._backend
         assert backend is not None
         batch_obs = backend.observe(stack_obs_rows(rows_obs))
+        if self._sequential:
+            update = self._sequential_update(
+                batch_obs,
+                np.stack(rows_actions),
+                np.asarray(rows_returns, dtype=np.float32),
+                np.asarray(rows_discounts, dtype=np.float32),
+                backend.observe(step.bootstrap_obs),
+                np.asarray(rows_env),
+                None,
+            )
+            return update._replace(windows=windows)
         # V of the due states and of every env's next state in one pass, with the parameters before this update.
         values, next_values, critic = backend.values(batch_obs, backend.observe(step.bootstrap_obs))
         actor = backend.evaluate(batch_obs, np.stack(rows_actions))
@@ -828,8 +867,7 @@ class OneStepAC(OnPolicyAlgorithm):
         :param entropy: entropy of each row (for logging), or None
         :return: the checked update, for :meth:`_commit`
         """
-        if not math.isfinite(float(actor_grads.sum() + critic_grads.sum())):
-            raise NonFiniteError(f"OneStepAC: non-finite gradient at step {self.num_timesteps}; the update was not applied")
+        self._check_gradients(actor_grads, critic_grads)
         progress = self._current_progress_remaining
         actor_lr, critic_lr = self.lr_schedule(progress), self.critic_lr_schedule(progress)
         if self._actor_traces is not None and self._critic_traces is not None:
@@ -839,44 +877,346 @@ class OneStepAC(OnPolicyAlgorithm):
         if self._actor_moments is not None and self._critic_moments is not None:
             actor_grads = self._actor_moments.propose(delta, actor_grads)
             critic_grads = self._critic_moments.propose(delta, critic_grads)
-        actor_norms, critic_norms = l1_norms(actor_grads), l1_norms(critic_grads)
+        scale = delta / self.n_envs if self.combine_envs == "mean" else delta
+        actor_steps, critic_steps, actor_weights, critic_weights = self._checked_weights(
+            delta, scale, actor_grads, critic_grads, actor_lr, critic_lr, self.combine_envs == "bounded_sum"
+        )
+        stats = self._update_stats(delta, log_prob, entropy, actor_steps, critic_steps)
+        return PendingUpdate((actor_params, actor_grads, actor_weights), (critic_params, critic_grads, critic_weights), stats)
+
+    def _check_gradients(self, actor_grads: Any, critic_grads: Any) -> None:
+        if not math.isfinite(float(actor_grads.sum() + critic_grads.sum())):
+            raise NonFiniteError(f"OneStepAC: non-finite gradient at step {self.num_timesteps}; the update was not applied")
+
+    def _checked_weights(
+        self,
+        delta: Any,
+        scale: Any,
+        actor_directions: Any,
+        critic_directions: Any,
+        actor_lr: float,
+        critic_lr: float,
+        combined: bool,
+    ) -> tuple[Any, Any, Any, Any]:
+        """
+        The step sizes (ObGD's, or the plain step sizes with SGD) and the weights ``step * scale`` of each row's update
+        direction, checked to keep the parameters finite.
+
+        :return: the actor's and the critic's step sizes, then their weights
+        """
+        actor_norms, critic_norms = l1_norms(actor_directions), l1_norms(critic_directions)
         actor_steps: Any = actor_lr
         critic_steps: Any = critic_lr
         if self.update_rule != "sgd":
-            combined = self.combine_envs == "bounded_sum"
             actor_steps = obgd_step_sizes(delta, actor_norms, actor_lr, self.actor_kappa, combined)
             critic_steps = obgd_step_sizes(delta, critic_norms, critic_lr, self.critic_kappa, combined)
-        scale = delta / self.n_envs if self.combine_envs == "mean" else delta
         actor_weights, critic_weights = actor_steps * scale, critic_steps * scale
         if not (update_is_safe(actor_weights, actor_norms) and update_is_safe(critic_weights, critic_norms)):
-            raise NonFiniteError(
-                f"OneStepAC: the update at step {self.num_timesteps} would make parameters non-finite "
-                "(the step sizes are too large for these rewards); it was not applied"
-            )
-        stats = None
-        if self._track_stats:
-            stats = [
-                float(abs(delta).mean()),
-                float(0.5 * (delta * delta).mean()),
-                float(-(delta * log_prob).mean()),
-                float(entropy.mean()) if entropy is not None else 0.0,
-                _mean(actor_steps),
-                _mean(critic_steps),
-            ]
-        return PendingUpdate((actor_params, actor_grads, actor_weights), (critic_params, critic_grads, critic_weights), stats)
+            raise self._unsafe_update_error()
+        return actor_steps, critic_steps, actor_weights, critic_weights
 
-    def _commit(self, step: Transition, update: PendingUpdate) -> None:
-        """Apply a checked update and move every piece of online state past this step."""
+    def _unsafe_update_error(self) -> NonFiniteError:
+        return NonFiniteError(
+            f"OneStepAC: the update at step {self.num_timesteps} would make parameters non-finite "
+            "(the step sizes are too large for these rewards); it was not applied"
+        )
+
+    def _update_stats(
+        self, delta: Any, log_prob: Any, entropy: Any, actor_steps: Any, critic_steps: Any
+    ) -> list[float] | None:
+        if not self._track_stats:
+            return None
+        return [
+            float(abs(delta).mean()),
+            float(0.5 * (delta * delta).mean()),
+            float(-(delta * log_prob).mean()),
+            float(entropy.mean()) if entropy is not None else 0.0,
+            _mean(actor_steps),
+            _mean(critic_steps),
+        ]
+
+    @property
+    def _sequential(self) -> bool:
+        """Whether the rows of a VecEnv step are learned from one after the other (``combine_envs="sequential"``)."""
+        return self.combine_envs == "sequential" and self.n_envs > 1
+
+    def _sequential_update(
+        self,
+        obs_input: Any,
+        actions: np.ndarray,
+        returns: np.ndarray,
+        discounts: np.ndarray,
+        next_input: Any,
+        next_index: np.ndarray,
+        trace_index: np.ndarray | None,
+    ) -> PendingUpdate:
+        """
+        ``combine_envs="sequential"``: learn from the rows one after the other, each with the parameters (and traces and
+        second moments) the rows before it left, as a single env would learn from them in that order. The parameters
+        are written row by row; if a row fails its checks, they are put back as they were before the first row and
+        nothing is committed.
+
+        :param obs_input: the rows' observations, as the backend takes them (normalised with the statistics before
+            this step)
+        :param actions: the actions taken, NumPy, one per row
+        :param returns: each row's reward (the k-step discounted sum with ``n_steps > 1``), float32
+        :param discounts: each row's discount of V(s'), 0 at a termination, float32
+        :param next_input: every env's next observation, as the backend takes them
+        :param next_index: the env each row bootstraps from
+        :param trace_index: the env whose eligibility trace each row follows, or None without traces
+        :return: the update, already applied (``rows_in_place``), for :meth:`_commit`
+        """
+        backend = self._backend
+        assert backend is not None
+        if self.update_rule == "optimizer":
+            return self._sequential_optimizer_steps(obs_input, actions, returns, discounts, next_input, next_index)
+        progress = self._current_progress_remaining
+        actor_lr, critic_lr = self.lr_schedule(progress), self.critic_lr_schedule(progress)
+        traces = (self._actor_traces, self._critic_traces)
+        moments = (self._actor_moments, self._critic_moments)
+        for state in (*traces, *moments):
+            if state is not None:
+                state.begin_rows()
+        saved_params = self._flat_params.clone()
+        try:
+            if isinstance(backend, NumpyBackend) and self._kernel_computes_sequential(backend):
+                stats = self._sequential_kernel(
+                    backend, obs_input, actions, returns, discounts, next_input, next_index, trace_index, actor_lr, critic_lr
+                )
+            else:
+                stats = self._sequential_rows(
+                    obs_input, actions, returns, discounts, next_input, next_index, trace_index, actor_lr, critic_lr
+                )
+        except NonFiniteError:
+            with th.no_grad():
+                self._flat_params.copy_(saved_params)
+            raise
+        return PendingUpdate(None, None, stats, rows_in_place=len(returns))
+
+    def _kernel_computes_sequential(self, backend: NumpyBackend) -> bool:
+        """Whether :func:`~sb3_ac_plus.one_step_ac.sequential_kernels.sequential_rows` computes this configuration."""
+        return self.update_rule in ("obgd", "sgd") and not backend.networks.sde
+
+    def _row_terms(
+        self,
+        obs_input: Any,
+        actions: np.ndarray,
+        returns: np.ndarray,
+        discounts: np.ndarray,
+        next_input: Any,
+        next_index: np.ndarray,
+        row: int,
+    ) -> tuple[Any, Any, Any, Any, Any]:
+        """
+        One row's TD error and gradients with the parameters as they are now (see :meth:`_sequential_update`).
+
+        :return: ``delta`` ``(1,)``, the actor's and the critic's gradients ``(1, n_params)``, log pi and the entropy
+        """
+        backend = self._backend
+        assert backend is not None
+        obs = obs_slice(obs_input, row)
+        values, next_values, critic = backend.values(obs, obs_slice(next_input, int(next_index[row])))
+        actor = backend.evaluate(obs, actions[row : row + 1])
+        row_return: Any = returns[row : row + 1]
+        discount: Any = discounts[row : row + 1]
+        if isinstance(values, th.Tensor):
+            row_return = th.as_tensor(row_return, device=values.device)
+            discount = th.as_tensor(discount, device=values.device)
+        delta = row_return + discount * next_values - values
+        self._check_delta(delta)
+        actor_grads, critic_grads, log_prob, entropy = backend.row_gradients(actor, critic, self._entropy_weights(delta))
+        self._check_gradients(actor_grads, critic_grads)
+        return delta, actor_grads, critic_grads, log_prob, entropy
+
+    def _sequential_rows(
+        self,
+        obs_input: Any,
+        actions: np.ndarray,
+        returns: np.ndarray,
+        discounts: np.ndarray,
+        next_input: Any,
+        next_index: np.ndarray,
+        trace_index: np.ndarray | None,
+        actor_lr: float,
+        critic_lr: float,
+    ) -> list[float] | None:
+        """:meth:`_sequential_update` with the backend's operations, one row at a time (any backend, bounded rules)."""
+        backend = self._backend
+        assert backend is not None
+        actor_traces, critic_traces = self._actor_traces, self._critic_traces
+        actor_moments, critic_moments = self._actor_moments, self._critic_moments
+        row_stats: list[list[float]] = []
+        for row in range(len(returns)):
+            delta, actor_dir, critic_dir, log_prob, entropy = self._row_terms(
+                obs_input, actions, returns, discounts, next_input, next_index, row
+            )
+            if actor_traces is not None and critic_traces is not None and trace_index is not None:
+                decay = self.gamma * self.trace_lambda
+                actor_dir = actor_traces.propose_row(actor_dir, decay, int(trace_index[row]))
+                critic_dir = critic_traces.propose_row(critic_dir, decay, int(trace_index[row]))
+            if actor_moments is not None and critic_moments is not None:
+                actor_dir = actor_moments.propose_row(delta, actor_dir, row)
+                critic_dir = critic_moments.propose_row(delta, critic_dir, row)
+            actor_steps, critic_steps, actor_weights, critic_weights = self._checked_weights(
+                delta, delta, actor_dir, critic_dir, actor_lr, critic_lr, False
+            )
+            with th.no_grad():
+                add_weighted_(backend.actor_params, actor_dir, actor_weights)
+                add_weighted_(backend.critic_params, critic_dir, critic_weights)
+            if (stats := self._update_stats(delta, log_prob, entropy, actor_steps, critic_steps)) is not None:
+                row_stats.append(stats)
+        return [float(value) for value in np.mean(row_stats, axis=0)] if row_stats else None
+
+    def _sequential_optimizer_steps(
+        self,
+        obs_input: Any,
+        actions: np.ndarray,
+        returns: np.ndarray,
+        discounts: np.ndarray,
+        next_input: Any,
+        next_index: np.ndarray,
+    ) -> PendingUpdate:
+        """
+        :meth:`_sequential_update` with ``update_rule="optimizer"``: one optimizer step per row, in order, each on the
+        row's loss at the parameters the previous steps left; all of them undone (parameters and optimizer state) if
+        a row fails its checks.
+        """
+        actor_lr, critic_lr = self._optimizer_step_sizes()
+        optimizer = self.policy.optimizer
+        flat = self._flat_optimizer
+        if flat is not None:
+            flat.save(self._flat_params)
+        else:
+            saved_params, saved_state = self._snapshot_optimizer()
+        row_stats: list[list[float]] = []
+        try:
+            for row in range(len(returns)):
+                delta, actor_grads, critic_grads, log_prob, entropy = self._row_terms(
+                    obs_input, actions, returns, discounts, next_input, next_index, row
+                )
+                numpy_rows = isinstance(actor_grads, np.ndarray)
+                flat_grad: Any = self._flat_grad.numpy() if numpy_rows else self._flat_grad
+                critic_start = flat_grad.shape[0] - critic_grads.shape[1]
+                weight = -float(delta[0])
+                with th.no_grad():
+                    flat_grad[:] = 0.0
+                    flat_grad[: actor_grads.shape[1]] += weight * actor_grads[0]
+                    flat_grad[critic_start:] += weight * critic_grads[0]
+                    if flat is not None:
+                        flat.raw_step([actor_lr, critic_lr])
+                    else:
+                        for param, grad in zip(self._trained_params, self._grad_views, strict=True):
+                            param.grad = grad
+                        optimizer.step()
+                if not math.isfinite(float(self._flat_params.sum())):
+                    raise self._optimizer_step_error()
+                if (stats := self._optimizer_stats(delta, log_prob, entropy, actor_lr, critic_lr)) is not None:
+                    row_stats.append(stats)
+        except NonFiniteError:
+            if flat is not None:
+                flat.restore(self._flat_params)
+            else:
+                self._restore_optimizer(saved_params, saved_state)
+            raise
+        mean_stats = [float(value) for value in np.mean(row_stats, axis=0)] if row_stats else None
+        return PendingUpdate(None, None, mean_stats)
+
+    def _sequential_kernel(
+        self,
+        backend: NumpyBackend,
+        obs_input: np.ndarray,
+        actions: np.ndarray,
+        returns: np.ndarray,
+        discounts: np.ndarray,
+        next_input: np.ndarray,
+        next_index: np.ndarray,
+        trace_index: np.ndarray | None,
+        actor_lr: float,
+        critic_lr: float,
+    ) -> list[float] | None:
+        """:meth:`_sequential_update` in one compiled call (the NumPy backend's common policies, ObGD or SGD)."""
+        networks = backend.networks
+        actor, critic = networks.actor, networks.critic
+        n_rows = len(returns)
+        if self._actor_traces is not None and self._critic_traces is not None and trace_index is not None:
+            actor_traces, critic_traces = self._actor_traces.proposed.numpy(), self._critic_traces.proposed.numpy()
+            rows = np.asarray(trace_index, dtype=np.int64)
+        else:
+            actor_traces = critic_traces = np.zeros((0, 0), dtype=np.float32)
+            rows = np.full(n_rows, -1, dtype=np.int64)
+        gaussian = networks.gaussian
+        stats = np.empty((n_rows, 5), dtype=np.float64)
+        status, failed_row = sequential_rows(
+            actor.params,
+            backend.n_actor,
+            actor.layout,
+            actor.layer_norm,
+            actor.layer_norm_eps,
+            actor.negative_slope,
+            critic.layout,
+            critic.layer_norm,
+            critic.layer_norm_eps,
+            critic.negative_slope,
+            np.ascontiguousarray(obs_input, dtype=np.float32),
+            np.ascontiguousarray(next_input, dtype=np.float32),
+            np.asarray(next_index, dtype=np.int64),
+            np.asarray(returns, dtype=np.float32),
+            np.asarray(discounts, dtype=np.float32),
+            gaussian,
+            np.zeros(0, dtype=np.int64) if gaussian else np.asarray(actions, dtype=np.int64).reshape(-1),
+            np.asarray(actions, dtype=np.float32).reshape(n_rows, -1) if gaussian else np.zeros((0, 0), dtype=np.float32),
+            networks.log_std_offset,
+            self.ent_coef,
+            actor_traces,
+            critic_traces,
+            rows,
+            self.gamma * self.trace_lambda,
+            actor_lr,
+            critic_lr,
+            self.actor_kappa,
+            self.critic_kappa,
+            self.update_rule == "obgd",
+            stats,
+        )
+        if status == NON_FINITE_DELTA:
+            raise NonFiniteError(
+                f"OneStepAC: non-finite TD error in row {failed_row} at step {self.num_timesteps} "
+                "(the value estimates diverged; try smaller step sizes); the update was not applied"
+            )
+        if status == NON_FINITE_GRADIENT:
+            raise NonFiniteError(f"OneStepAC: non-finite gradient at step {self.num_timesteps}; the update was not applied")
+        if status != APPLIED:
+            raise self._unsafe_update_error()
+        if not self._track_stats:
+            return None
+        delta = stats[:, 0]
+        return [
+            float(abs(delta).mean()),
+            float(0.5 * (delta * delta).mean()),
+            float(-(delta * stats[:, 1]).mean()),
+            float(stats[:, 2].mean()),
+            float(stats[:, 3].mean()),
+            float(stats[:, 4].mean()),
+        ]
+
+    def _commit_update(self, step: Transition, update: PendingUpdate) -> None:
+        """Apply the update's parameter steps (unless applied already) and commit its traces and second moments."""
         if update.actor is not None and update.critic is not None:
             add_weighted_(*update.actor)
             add_weighted_(*update.critic)
-            if self._actor_traces is not None and self._critic_traces is not None:
-                ended = np.flatnonzero(step.dones) if step.dones.any() else None
-                self._actor_traces.commit(ended)
-                self._critic_traces.commit(ended)
-            if self._actor_moments is not None and self._critic_moments is not None:
-                self._actor_moments.commit()
-                self._critic_moments.commit()
+        elif update.rows_in_place == 0:
+            return
+        if self._actor_traces is not None and self._critic_traces is not None:
+            ended = np.flatnonzero(step.dones) if step.dones.any() else None
+            self._actor_traces.commit(ended)
+            self._critic_traces.commit(ended)
+        if self._actor_moments is not None and self._critic_moments is not None:
+            self._actor_moments.commit(max(update.rows_in_place, 1))
+            self._critic_moments.commit(max(update.rows_in_place, 1))
+
+    def _commit(self, step: Transition, update: PendingUpdate) -> None:
+        """Apply a checked update and move every piece of online state past this step."""
+        self._commit_update(step, update)
         if update.windows is not None:
             self._windows = update.windows
         if step.dones.any():

@@ -69,8 +69,29 @@ class SecondMoments:
         correction = 1.0 - self.beta2 ** (self.count + 1)
         return traces / (proposed / correction + self.eps) ** 0.5  # type: ignore[operator]
 
-    def commit(self) -> None:
-        """Make the proposed moments the moments."""
+    def begin_rows(self) -> None:
+        """Start proposing the moments row by row (:meth:`propose_row`), from the committed moments."""
+        current, proposed = self._buffers
+        proposed.copy_(current)
+
+    def propose_row(self, delta: Array, traces: Array, previous_rows: int) -> Array:
+        """
+        After :meth:`begin_rows`: add one row's squared update to the proposed moments, as one update of its own.
+
+        :param delta: the row's TD error ``(1,)``
+        :param traces: its trace (or gradient) ``(1, n_params)``
+        :param previous_rows: how many rows were added since :meth:`begin_rows` (for the bias correction)
+        :return: the row's update direction ``traces / sqrt(v_hat + eps)``
+        """
+        proposed: Array = self._views[1] if isinstance(traces, np.ndarray) else self._buffers[1]  # type: ignore[assignment]
+        updates = delta[:, None] * traces
+        proposed *= self.beta2
+        proposed += (1.0 - self.beta2) * (updates * updates)[0]
+        correction = 1.0 - self.beta2 ** (self.count + previous_rows + 1)
+        return traces / (proposed / correction + self.eps) ** 0.5  # type: ignore[operator]
+
+    def commit(self, n_updates: int = 1) -> None:
+        """Make the proposed moments the moments, after ``n_updates`` updates (rows proposed one by one)."""
         self._buffers.reverse()
         self._views.reverse()
-        self.count += 1
+        self.count += n_updates

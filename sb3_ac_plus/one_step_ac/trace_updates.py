@@ -69,6 +69,33 @@ class EligibilityTraces:
         proposed += grads
         return proposed
 
+    def begin_rows(self) -> None:
+        """Start proposing traces row by row (:meth:`propose_row`), from the committed traces."""
+        current, proposed = self._buffers
+        proposed.copy_(current)
+
+    def propose_row(self, grads: Array, decay: float, env: int) -> Array:
+        """
+        After :meth:`begin_rows`: the proposed trace of one env becomes ``decay * trace + grads``.
+
+        :param grads: one row's gradient ``(1, n_params)``, a tensor or (on the CPU) a NumPy array
+        :param decay: the trace decay ``gamma * lambda``
+        :param env: the env whose trace it is
+        :return: the env's proposed trace ``(1, n_params)``, a view of a buffer of this object
+        """
+        proposed_views = self._views[1]
+        proposed: Array = proposed_views if isinstance(grads, np.ndarray) else self._buffers[1]  # type: ignore[assignment]
+        assert proposed is not None, "NumPy traces need the CPU"
+        row = proposed[env : env + 1]
+        row *= decay
+        row += grads
+        return row
+
+    @property
+    def proposed(self) -> th.Tensor:
+        """The proposed traces (the buffer :meth:`commit` makes the traces)."""
+        return self._buffers[1]
+
     def commit(self, ended_envs: np.ndarray | None) -> None:
         """
         Make the proposed traces the traces, and zero those of the envs whose episode ended.
