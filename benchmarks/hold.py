@@ -9,7 +9,14 @@ step is ``1 / (kappa * ...)`` whatever ``lr`` is. These variants shrink the boun
 every update.
 
 *The observation statistics still moving* (variants ``freeze-5000``, ``freeze-10000``): the running mean and variance
-that normalise the observations stop updating after that many env steps; the policy keeps learning.
+that normalise the observations stop updating after that many env steps; the policy keeps learning. Variant
+``preserve``: the statistics keep updating, but after every update the first layer of the actor and of the critic is
+rescaled so that each network computes the same function of the raw observation as before it (the input-side form
+of Pop-Art's "preserving outputs precisely"): with ``x_n = (x - mean) / std``, ``W' = W * std' / std`` column by column
+and ``b' = b + W (mean' - mean) / std``.
+
+``--n-envs`` above 1 runs that many envs (each VecEnv seeded as ``compare`` seeds them) with the defaults'
+``combine_envs``.
 
 Each variant runs OneStepAC's defaults with one env on the same seeds; a deterministic evaluation every
 ``--eval-freq`` steps. Per variant it prints the seeds reaching the threshold (still there at the end), the median
@@ -24,6 +31,7 @@ from pathlib import Path
 
 import torch as th
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.env_util import make_vec_env
 
 from benchmarks.learning import run_in_parallel
 from sb3_ac_plus import OneStepAC
@@ -31,7 +39,7 @@ from sb3_ac_plus.common.arguments import positive_int
 from sb3_ac_plus.evaluation.training import PeriodicEvaluation, make_eval_env
 from sb3_ac_plus.policies.observation_normalizer import RunningMeanStdBuffers
 
-VARIANTS = ["none", "both", "actor", "freeze-5000", "freeze-10000"]
+VARIANTS = ["none", "both", "actor", "freeze-5000", "freeze-10000", "preserve"]
 DECAYED_BOUNDS = {"both": "ac", "actor": "a"}
 
 
@@ -88,16 +96,55 @@ class FreezeObservationStatistics(BaseCallback):
         return True
 
 
+class PreserveOutputs(BaseCallback):
+    """
+    After every step, rescale the first linear layer of the actor and of the critic so that the change of the
+    observation statistics at that step leaves both networks' functions of the raw observation unchanged (clipping
+    aside). The policy must be a streaming policy without a shared trunk, on flat observations.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._previous: tuple[th.Tensor, th.Tensor] | None = None
+
+    def _statistics(self) -> tuple[th.Tensor, th.Tensor]:
+        assert isinstance(self.model, OneStepAC)
+        stats = self.model.policy.obs_normalizer.statistics()  # type: ignore[union-attr]
+        return stats.mean.clone(), th.sqrt(stats.var + stats.epsilon)
+
+    def _on_training_start(self) -> None:
+        self._previous = self._statistics()
+
+    def _on_step(self) -> bool:
+        assert isinstance(self.model, OneStepAC) and self._previous is not None
+        mean, std = self._statistics()
+        old_mean, old_std = self._previous
+        ratio = (std / old_std).to(th.float32)
+        shift = ((mean - old_mean) / old_std).to(th.float32)
+        extractor = self.model.policy.mlp_extractor
+        with th.no_grad():
+            for net in (extractor.policy_net, extractor.value_net):
+                first = net.linears[0]
+                first.bias += first.weight @ shift
+                first.weight *= ratio
+        self._previous = (mean, std)
+        return True
+
+
 def run_seed(variant: str, env_id: str, seed: int, budget: int, freq: int, episodes: int) -> list[float]:
     """:return: the evaluation returns of one seed, one per ``freq`` env steps (the untrained evaluation left out)"""
     th.set_num_threads(1)
-    model = OneStepAC("MlpPolicy", env_id, seed=seed)
+    env_id, _, n_envs = env_id.partition("@")
+    env = make_vec_env(env_id, n_envs=int(n_envs), seed=seed) if n_envs and int(n_envs) > 1 else env_id
+    model = OneStepAC("MlpPolicy", env, seed=seed)
     evaluation = PeriodicEvaluation(make_eval_env(model, env_id, seed), freq, episodes, budget=budget)
     callbacks: list[BaseCallback] = [evaluation]
     if variant in DECAYED_BOUNDS:
         callbacks.append(KappaDecay(DECAYED_BOUNDS[variant]))
     elif variant.startswith("freeze-"):
         callbacks.append(FreezeObservationStatistics(int(variant.removeprefix("freeze-"))))
+    elif variant == "preserve":
+        callbacks.append(PreserveOutputs())
     model.learn(budget, callback=callbacks)
     return [float(point.mean_return) for point in evaluation.points if point.steps > 0]
 
@@ -126,12 +173,20 @@ def main() -> None:
     parser.add_argument("--eval-episodes", type=positive_int, default=10)
     parser.add_argument("--threshold", type=float, default=475.0)
     parser.add_argument("--workers", type=positive_int, default=2)
+    parser.add_argument("--n-envs", type=positive_int, default=1, help="envs per run (the defaults' combine_envs)")
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results/one_step_ac_capabilities/hold.json"))
     args = parser.parse_args()
 
+    env_id = args.env
+    if args.n_envs > 1:
+        args.env = f"{env_id}@{args.n_envs}"  # run_seed's env_id carries the number of envs to the workers
     curves = run_in_parallel(run_seed, args.variants, args)
+    args.env = env_id
 
-    print(f"\n{args.env}: OneStepAC's defaults, {args.seeds} seeds, {args.budget} steps, threshold {args.threshold}\n")
+    print(
+        f"\n{args.env}: OneStepAC's defaults, {args.n_envs} env(s), {args.seeds} seeds, {args.budget} steps, "
+        f"threshold {args.threshold}\n"
+    )
     print("| variant | seeds reaching it (still at the end) | median steps to it | held | mean final return |")
     print("|---|---:|---:|---:|---:|")
     summaries = {}
