@@ -28,6 +28,7 @@ import argparse
 import json
 import statistics
 from pathlib import Path
+from typing import cast
 
 import torch as th
 from stable_baselines3.common.callbacks import BaseCallback
@@ -36,6 +37,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from benchmarks.learning import run_in_parallel
 from sb3_ac_plus import OneStepAC
 from sb3_ac_plus.common.arguments import positive_int
+from sb3_ac_plus.policies.networks import MLP, ActorCriticMlpExtractor
 from sb3_ac_plus.evaluation.training import PeriodicEvaluation, make_eval_env
 from sb3_ac_plus.policies.observation_normalizer import RunningMeanStdBuffers
 
@@ -109,7 +111,9 @@ class PreserveOutputs(BaseCallback):
 
     def _statistics(self) -> tuple[th.Tensor, th.Tensor]:
         assert isinstance(self.model, OneStepAC)
-        stats = self.model.policy.obs_normalizer.statistics()  # type: ignore[union-attr]
+        normalizer = self.model.obs_normalizer
+        assert normalizer is not None, "the policy does not normalise observations"
+        stats = normalizer.statistics()
         return stats.mean.clone(), th.sqrt(stats.var + stats.epsilon)
 
     def _on_training_start(self) -> None:
@@ -122,9 +126,11 @@ class PreserveOutputs(BaseCallback):
         ratio = (std / old_std).to(th.float32)
         shift = ((mean - old_mean) / old_std).to(th.float32)
         extractor = self.model.policy.mlp_extractor
+        assert isinstance(extractor, ActorCriticMlpExtractor)
         with th.no_grad():
             for net in (extractor.policy_net, extractor.value_net):
-                first = net.linears[0]
+                first = cast(MLP, net).linears[0]
+                assert isinstance(first, th.nn.Linear)
                 first.bias += first.weight @ shift
                 first.weight *= ratio
         self._previous = (mean, std)

@@ -1,9 +1,10 @@
 import argparse
 
+import numpy as np
 import pytest
 import torch as th
 
-from benchmarks.hold import FreezeObservationStatistics, KappaDecay, summarise
+from benchmarks.hold import FreezeObservationStatistics, KappaDecay, PreserveOutputs, summarise
 from benchmarks.learning import run_in_parallel
 from sb3_ac_plus import OneStepAC
 
@@ -47,6 +48,21 @@ def test_freeze_keeps_the_observation_statistics_of_the_first_steps():
     (count_at_50, mean_at_50), (count_frozen, mean_frozen) = statistics
     assert count_frozen == count_at_50 > 0
     assert th.equal(mean_frozen, mean_at_50)
+
+
+@pytest.mark.parametrize("preserve", [False, True])
+def test_preserve_outputs_keeps_the_networks_function_while_the_statistics_move(preserve: bool) -> None:
+    # Steps too small to change the networks: what moves V(x) is the statistics, unless the first layers follow them.
+    raw = th.as_tensor(np.random.default_rng(0).normal(scale=0.02, size=(5, 4)).astype(np.float32))
+    model = OneStepAC("MlpPolicy", "CartPole-v1", update_rule="sgd", learning_rate=1e-12, seed=0)
+    callback = PreserveOutputs() if preserve else None
+    model.learn(20, callback=callback)
+    count = float(model.policy.obs_normalizer.statistics().count)
+    before = model.policy.predict_values(raw).detach().clone()
+    model.learn(30, callback=callback, reset_num_timesteps=False)
+    assert float(model.policy.obs_normalizer.statistics().count) == count + 30
+    change = float((model.policy.predict_values(raw) - before).abs().max())
+    assert (change < 1e-5) if preserve else (change > 1e-3)
 
 
 def _label_seed_budget(label: str, env: str, seed: int, budget: int, freq: int, episodes: int) -> str:
