@@ -181,3 +181,27 @@ def test_optimizer_steps_follow_each_other(fast: bool) -> None:
         )
     for got, want in zip(after, expected, strict=True):
         assert th.allclose(got, want, atol=1e-5), (got - want).abs().max()
+
+
+@pytest.mark.parametrize("path", ["kernel", "rows", "optimizer"])
+def test_logged_statistics_are_the_mean_over_the_rows(path: str, tmp_path) -> None:
+    """With SGD (and the optimizer's rule) the logged step sizes are the set ones, whichever way the rows are computed."""
+    import pandas as pd
+    from stable_baselines3.common.logger import configure
+
+    if path == "optimizer":
+        config = dict(ADAM)
+    else:
+        config = dict(update_rule="sgd", learning_rate=1e-4, critic_learning_rate=2e-4)
+    model = OneStepAC("MlpPolicy", make_vec_env("CartPole-v1", n_envs=3, seed=0), combine_envs="sequential", seed=0, **config)
+    if path == "rows":
+        model._kernel_computes_sequential = lambda backend: False  # type: ignore[method-assign]
+    model.set_logger(configure(str(tmp_path), ["csv"]))
+    model.learn(60, log_interval=1)
+    logged = pd.read_csv(tmp_path / "progress.csv")
+    assert len(logged) == 20  # one log per VecEnv step
+    assert logged["train/actor_step_size"].to_numpy() == pytest.approx(model.learning_rate)
+    assert logged["train/critic_step_size"].to_numpy() == pytest.approx(model.critic_learning_rate or model.learning_rate)
+    for name in ("train/td_error_abs", "train/critic_loss", "train/entropy"):
+        values = logged[name].to_numpy()
+        assert np.isfinite(values).all() and (values > 0).all()

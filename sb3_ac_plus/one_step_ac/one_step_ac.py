@@ -924,6 +924,7 @@ class OneStepAC(OnPolicyAlgorithm):
     def _update_stats(
         self, delta: Any, log_prob: Any, entropy: Any, actor_steps: Any, critic_steps: Any
     ) -> list[float] | None:
+        """:return: the logged statistics of an update's rows (``_STAT_NAMES``), or None when nothing is logged"""
         if not self._track_stats:
             return None
         return [
@@ -1110,7 +1111,7 @@ class OneStepAC(OnPolicyAlgorithm):
                         optimizer.step()
                 if not math.isfinite(float(self._flat_params.sum())):
                     raise self._optimizer_step_error()
-                if (stats := self._optimizer_stats(delta, log_prob, entropy, actor_lr, critic_lr)) is not None:
+                if (stats := self._update_stats(delta, log_prob, entropy, actor_lr, critic_lr)) is not None:
                     row_stats.append(stats)
         except NonFiniteError:
             if flat is not None:
@@ -1187,17 +1188,7 @@ class OneStepAC(OnPolicyAlgorithm):
             raise NonFiniteError(f"OneStepAC: non-finite gradient at step {self.num_timesteps}; the update was not applied")
         if status != APPLIED:
             raise self._unsafe_update_error()
-        if not self._track_stats:
-            return None
-        delta = stats[:, 0]
-        return [
-            float(abs(delta).mean()),
-            float(0.5 * (delta * delta).mean()),
-            float(-(delta * stats[:, 1]).mean()),
-            float(stats[:, 2].mean()),
-            float(stats[:, 3].mean()),
-            float(stats[:, 4].mean()),
-        ]
+        return self._update_stats(stats[:, 0], stats[:, 1], stats[:, 2], stats[:, 3], stats[:, 4])
 
     def _commit_update(self, step: Transition, update: PendingUpdate) -> None:
         """Apply the update's parameter steps (unless applied already) and commit its traces and second moments."""
@@ -1279,7 +1270,7 @@ class OneStepAC(OnPolicyAlgorithm):
             if finite and self._flat_optimizer is not None:
                 if not self._flat_optimizer.step([actor_lr, critic_lr], self._flat_params):
                     raise self._optimizer_step_error()
-                return PendingUpdate(None, None, self._optimizer_stats(delta, log_prob, entropy, actor_lr, critic_lr))
+                return PendingUpdate(None, None, self._update_stats(delta, log_prob, entropy, actor_lr, critic_lr))
             for param, grad in zip(self._trained_params, self._grad_views, strict=True):
                 param.grad = grad
         else:
@@ -1301,7 +1292,7 @@ class OneStepAC(OnPolicyAlgorithm):
         if not math.isfinite(float(self._flat_params.sum())):
             self._restore_optimizer(saved_params, saved_state)
             raise self._optimizer_step_error()
-        return PendingUpdate(None, None, self._optimizer_stats(delta, log_prob, entropy, actor_lr, critic_lr))
+        return PendingUpdate(None, None, self._update_stats(delta, log_prob, entropy, actor_lr, critic_lr))
 
     def _optimizer_steps_per_row(
         self, weights: Any, actor_grads: Any, critic_grads: Any, log_prob: Any, entropy: Any, delta: Any
@@ -1342,7 +1333,7 @@ class OneStepAC(OnPolicyAlgorithm):
             else:
                 self._restore_optimizer(saved_params, saved_state)
             raise self._optimizer_step_error()
-        return PendingUpdate(None, None, self._optimizer_stats(delta, log_prob, entropy, actor_lr, critic_lr))
+        return PendingUpdate(None, None, self._update_stats(delta, log_prob, entropy, actor_lr, critic_lr))
 
     def _optimizer_step_sizes(self) -> tuple[float, float]:
         """:return: the actor's and the critic's step sizes now, also set on the optimizer's two param groups"""
@@ -1374,20 +1365,6 @@ class OneStepAC(OnPolicyAlgorithm):
             f"OneStepAC: the optimizer step at step {self.num_timesteps} would make parameters non-finite "
             "(the step sizes are too large for these rewards); it was not applied"
         )
-
-    def _optimizer_stats(
-        self, delta: Any, log_prob: Any, entropy: Any, actor_lr: float, critic_lr: float
-    ) -> list[float] | None:
-        if not self._track_stats:
-            return None
-        return [
-            float(abs(delta).mean()),
-            float(0.5 * (delta * delta).mean()),
-            float(-(delta * log_prob).mean()),
-            float(entropy.mean()) if entropy is not None else 0.0,
-            actor_lr,
-            critic_lr,
-        ]
 
     # ------------------------------------------------------------------ logging
 
