@@ -90,6 +90,28 @@ class PendingUpdate(NamedTuple):
     rows_in_place: int = 0
 
 
+class Rows(NamedTuple):
+    """
+    The transitions ``combine_envs="sequential"`` learns from in turn, one row each: the states acted in (as the
+    backend takes them, normalised with the statistics before this step), the actions taken (NumPy), each row's reward
+    (the k-step discounted sum with ``n_steps > 1``) and discount of V(s') (0 at a termination), every env's next
+    observation (as the backend takes them), the env each row bootstraps from, and the env whose eligibility trace
+    each row follows (None without traces).
+    """
+
+    obs: Any
+    actions: np.ndarray
+    returns: np.ndarray
+    discounts: np.ndarray
+    next_obs: Any
+    next_index: np.ndarray
+    trace_index: np.ndarray | None
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.returns)
+
+
 class OneStepAC(OnPolicyAlgorithm):
     """
     One-step online actor-critic (Sutton & Barto's one-step actor-critic and actor-critic with eligibility traces,
@@ -722,7 +744,7 @@ class OneStepAC(OnPolicyAlgorithm):
         traces = rows if self._actor_traces is not None else None
         next_input = backend.observe(step.bootstrap_obs)
         return self._sequential_update(
-            self._obs_input, _to_numpy(actions), step.learn_rewards, discounts, next_input, rows, traces
+            Rows(self._obs_input, _to_numpy(actions), step.learn_rewards, discounts, next_input, rows, traces)
         )
 
     def _optimizer_step(self, env: VecEnv) -> Transition:
@@ -806,7 +828,7 @@ class OneStepAC(OnPolicyAlgorithm):
         assert backend is not None
         batch_obs = backend.observe(stack_obs_rows(rows_obs))
         if self._sequential:
-            update = self._sequential_update(
+            rows = Rows(
                 batch_obs,
                 np.stack(rows_actions),
                 np.asarray(rows_returns, dtype=np.float32),
@@ -815,6 +837,7 @@ class OneStepAC(OnPolicyAlgorithm):
                 np.asarray(rows_env),
                 None,
             )
+            update = self._sequential_update(rows)
             return update._replace(windows=windows)
         # V of the due states and of every env's next state in one pass, with the parameters before this update.
         values, next_values, critic = backend.values(batch_obs, backend.observe(step.bootstrap_obs))
@@ -941,36 +964,20 @@ class OneStepAC(OnPolicyAlgorithm):
         """Whether the rows of a VecEnv step are learned from one after the other (``combine_envs="sequential"``)."""
         return self.combine_envs == "sequential" and self.n_envs > 1
 
-    def _sequential_update(
-        self,
-        obs_input: Any,
-        actions: np.ndarray,
-        returns: np.ndarray,
-        discounts: np.ndarray,
-        next_input: Any,
-        next_index: np.ndarray,
-        trace_index: np.ndarray | None,
-    ) -> PendingUpdate:
+    def _sequential_update(self, rows: Rows) -> PendingUpdate:
         """
         ``combine_envs="sequential"``: learn from the rows one after the other, each with the parameters (and traces and
         second moments) the rows before it left, as a single env would learn from them in that order. The parameters
         are written row by row; if a row fails its checks, they are put back as they were before the first row and
         nothing is committed.
 
-        :param obs_input: the rows' observations, as the backend takes them (normalised with the statistics before
-            this step)
-        :param actions: the actions taken, NumPy, one per row
-        :param returns: each row's reward (the k-step discounted sum with ``n_steps > 1``), float32
-        :param discounts: each row's discount of V(s'), 0 at a termination, float32
-        :param next_input: every env's next observation, as the backend takes them
-        :param next_index: the env each row bootstraps from
-        :param trace_index: the env whose eligibility trace each row follows, or None without traces
+        :param rows: the transitions, in the order they are learned from
         :return: the update, already applied (``rows_in_place``), for :meth:`_commit`
         """
         backend = self._backend
         assert backend is not None
         if self.update_rule == "optimizer":
-            return self._sequential_optimizer_steps(obs_input, actions, returns, discounts, next_input, next_index)
+            return self._sequential_optimizer_steps(rows)
         progress = self._current_progress_remaining
         actor_lr, critic_lr = self.lr_schedule(progress), self.critic_lr_schedule(progress)
         traces = (self._actor_traces, self._critic_traces)
@@ -981,33 +988,20 @@ class OneStepAC(OnPolicyAlgorithm):
         saved_params = self._flat_params.clone()
         try:
             if isinstance(backend, NumpyBackend) and self._kernel_computes_sequential(backend):
-                stats = self._sequential_kernel(
-                    backend, obs_input, actions, returns, discounts, next_input, next_index, trace_index, actor_lr, critic_lr
-                )
+                stats = self._sequential_kernel(backend, rows, actor_lr, critic_lr)
             else:
-                stats = self._sequential_rows(
-                    obs_input, actions, returns, discounts, next_input, next_index, trace_index, actor_lr, critic_lr
-                )
+                stats = self._sequential_rows(rows, actor_lr, critic_lr)
         except NonFiniteError:
             with th.no_grad():
                 self._flat_params.copy_(saved_params)
             raise
-        return PendingUpdate(None, None, stats, rows_in_place=len(returns))
+        return PendingUpdate(None, None, stats, rows_in_place=rows.n_rows)
 
     def _kernel_computes_sequential(self, backend: NumpyBackend) -> bool:
         """Whether :func:`~sb3_ac_plus.one_step_ac.sequential_kernels.sequential_rows` computes this configuration."""
         return self.update_rule in ("obgd", "sgd") and not backend.networks.sde
 
-    def _row_terms(
-        self,
-        obs_input: Any,
-        actions: np.ndarray,
-        returns: np.ndarray,
-        discounts: np.ndarray,
-        next_input: Any,
-        next_index: np.ndarray,
-        row: int,
-    ) -> tuple[Any, Any, Any, Any, Any]:
+    def _row_terms(self, rows: Rows, row: int) -> tuple[Any, Any, Any, Any, Any]:
         """
         One row's TD error and gradients with the parameters as they are now (see :meth:`_sequential_update`).
 
@@ -1015,11 +1009,11 @@ class OneStepAC(OnPolicyAlgorithm):
         """
         backend = self._backend
         assert backend is not None
-        obs = obs_slice(obs_input, row)
-        values, next_values, critic = backend.values(obs, obs_slice(next_input, int(next_index[row])))
-        actor = backend.evaluate(obs, actions[row : row + 1])
-        row_return: Any = returns[row : row + 1]
-        discount: Any = discounts[row : row + 1]
+        obs = obs_slice(rows.obs, row)
+        values, next_values, critic = backend.values(obs, obs_slice(rows.next_obs, int(rows.next_index[row])))
+        actor = backend.evaluate(obs, rows.actions[row : row + 1])
+        row_return: Any = rows.returns[row : row + 1]
+        discount: Any = rows.discounts[row : row + 1]
         if isinstance(values, th.Tensor):
             row_return = th.as_tensor(row_return, device=values.device)
             discount = th.as_tensor(discount, device=values.device)
@@ -1029,32 +1023,19 @@ class OneStepAC(OnPolicyAlgorithm):
         self._check_gradients(actor_grads, critic_grads)
         return delta, actor_grads, critic_grads, log_prob, entropy
 
-    def _sequential_rows(
-        self,
-        obs_input: Any,
-        actions: np.ndarray,
-        returns: np.ndarray,
-        discounts: np.ndarray,
-        next_input: Any,
-        next_index: np.ndarray,
-        trace_index: np.ndarray | None,
-        actor_lr: float,
-        critic_lr: float,
-    ) -> list[float] | None:
+    def _sequential_rows(self, rows: Rows, actor_lr: float, critic_lr: float) -> list[float] | None:
         """:meth:`_sequential_update` with the backend's operations, one row at a time (any backend, bounded rules)."""
         backend = self._backend
         assert backend is not None
         actor_traces, critic_traces = self._actor_traces, self._critic_traces
         actor_moments, critic_moments = self._actor_moments, self._critic_moments
         row_stats: list[list[float]] = []
-        for row in range(len(returns)):
-            delta, actor_dir, critic_dir, log_prob, entropy = self._row_terms(
-                obs_input, actions, returns, discounts, next_input, next_index, row
-            )
-            if actor_traces is not None and critic_traces is not None and trace_index is not None:
+        for row in range(rows.n_rows):
+            delta, actor_dir, critic_dir, log_prob, entropy = self._row_terms(rows, row)
+            if actor_traces is not None and critic_traces is not None and rows.trace_index is not None:
                 decay = self.gamma * self.trace_lambda
-                actor_dir = actor_traces.propose_row(actor_dir, decay, int(trace_index[row]))
-                critic_dir = critic_traces.propose_row(critic_dir, decay, int(trace_index[row]))
+                actor_dir = actor_traces.propose_row(actor_dir, decay, int(rows.trace_index[row]))
+                critic_dir = critic_traces.propose_row(critic_dir, decay, int(rows.trace_index[row]))
             if actor_moments is not None and critic_moments is not None:
                 actor_dir = actor_moments.propose_row(delta, actor_dir, row)
                 critic_dir = critic_moments.propose_row(delta, critic_dir, row)
@@ -1068,15 +1049,7 @@ class OneStepAC(OnPolicyAlgorithm):
                 row_stats.append(stats)
         return [float(value) for value in np.mean(row_stats, axis=0)] if row_stats else None
 
-    def _sequential_optimizer_steps(
-        self,
-        obs_input: Any,
-        actions: np.ndarray,
-        returns: np.ndarray,
-        discounts: np.ndarray,
-        next_input: Any,
-        next_index: np.ndarray,
-    ) -> PendingUpdate:
+    def _sequential_optimizer_steps(self, rows: Rows) -> PendingUpdate:
         """
         :meth:`_sequential_update` with ``update_rule="optimizer"``: one optimizer step per row, in order, each on the
         row's loss at the parameters the previous steps left; all of them undone (parameters and optimizer state) if
@@ -1091,10 +1064,8 @@ class OneStepAC(OnPolicyAlgorithm):
             saved_params, saved_state = self._snapshot_optimizer()
         row_stats: list[list[float]] = []
         try:
-            for row in range(len(returns)):
-                delta, actor_grads, critic_grads, log_prob, entropy = self._row_terms(
-                    obs_input, actions, returns, discounts, next_input, next_index, row
-                )
+            for row in range(rows.n_rows):
+                delta, actor_grads, critic_grads, log_prob, entropy = self._row_terms(rows, row)
                 numpy_rows = isinstance(actor_grads, np.ndarray)
                 flat_grad: Any = self._flat_grad.numpy() if numpy_rows else self._flat_grad
                 critic_start = flat_grad.shape[0] - critic_grads.shape[1]
@@ -1122,29 +1093,18 @@ class OneStepAC(OnPolicyAlgorithm):
         mean_stats = [float(value) for value in np.mean(row_stats, axis=0)] if row_stats else None
         return PendingUpdate(None, None, mean_stats)
 
-    def _sequential_kernel(
-        self,
-        backend: NumpyBackend,
-        obs_input: np.ndarray,
-        actions: np.ndarray,
-        returns: np.ndarray,
-        discounts: np.ndarray,
-        next_input: np.ndarray,
-        next_index: np.ndarray,
-        trace_index: np.ndarray | None,
-        actor_lr: float,
-        critic_lr: float,
-    ) -> list[float] | None:
+    def _sequential_kernel(self, backend: NumpyBackend, rows: Rows, actor_lr: float, critic_lr: float) -> list[float] | None:
         """:meth:`_sequential_update` in one compiled call (the NumPy backend's common policies, ObGD or SGD)."""
         networks = backend.networks
         actor, critic = networks.actor, networks.critic
-        n_rows = len(returns)
-        if self._actor_traces is not None and self._critic_traces is not None and trace_index is not None:
+        n_rows = rows.n_rows
+        actions = rows.actions
+        if self._actor_traces is not None and self._critic_traces is not None and rows.trace_index is not None:
             actor_traces, critic_traces = self._actor_traces.proposed.numpy(), self._critic_traces.proposed.numpy()
-            rows = np.asarray(trace_index, dtype=np.int64)
+            trace_index = np.asarray(rows.trace_index, dtype=np.int64)
         else:
             actor_traces = critic_traces = np.zeros((0, 0), dtype=np.float32)
-            rows = np.full(n_rows, -1, dtype=np.int64)
+            trace_index = np.full(n_rows, -1, dtype=np.int64)
         gaussian = networks.gaussian
         stats = np.empty((n_rows, 5), dtype=np.float64)
         status, failed_row = sequential_rows(
@@ -1158,11 +1118,11 @@ class OneStepAC(OnPolicyAlgorithm):
             critic.layer_norm,
             critic.layer_norm_eps,
             critic.negative_slope,
-            np.ascontiguousarray(obs_input, dtype=np.float32),
-            np.ascontiguousarray(next_input, dtype=np.float32),
-            np.asarray(next_index, dtype=np.int64),
-            np.asarray(returns, dtype=np.float32),
-            np.asarray(discounts, dtype=np.float32),
+            np.ascontiguousarray(rows.obs, dtype=np.float32),
+            np.ascontiguousarray(rows.next_obs, dtype=np.float32),
+            np.asarray(rows.next_index, dtype=np.int64),
+            np.asarray(rows.returns, dtype=np.float32),
+            np.asarray(rows.discounts, dtype=np.float32),
             gaussian,
             np.zeros(0, dtype=np.int64) if gaussian else np.asarray(actions, dtype=np.int64).reshape(-1),
             np.asarray(actions, dtype=np.float32).reshape(n_rows, -1) if gaussian else np.zeros((0, 0), dtype=np.float32),
@@ -1170,7 +1130,7 @@ class OneStepAC(OnPolicyAlgorithm):
             self.ent_coef,
             actor_traces,
             critic_traces,
-            rows,
+            trace_index,
             self.gamma * self.trace_lambda,
             actor_lr,
             critic_lr,
