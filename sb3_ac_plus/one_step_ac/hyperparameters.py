@@ -68,7 +68,6 @@ def check_hyperparameters(
             f"combine_envs='each' (one optimizer step per env) needs update_rule='optimizer', got {update_rule!r}; "
             "with ObGD's bounded steps 'sum' already adds each env's own step"
         )
-
     is_int = isinstance(sde_sample_freq, (int, np.integer)) and not isinstance(sde_sample_freq, bool)
     if not is_int or not (sde_sample_freq == -1 or sde_sample_freq >= 1):
         raise ValueError(f"sde_sample_freq must be an integer >= 1, or -1 (only at episode starts), got {sde_sample_freq!r}")

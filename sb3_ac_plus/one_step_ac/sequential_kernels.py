@@ -20,17 +20,14 @@ from numba import njit
 
 from sb3_ac_plus.one_step_ac.kernel_options import FAST_SUMS
 from sb3_ac_plus.one_step_ac.mlp_kernels import mlp_backward, mlp_forward
-
-_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+from sb3_ac_plus.one_step_ac.numpy_backend import _HALF_LOG_2PI
+from sb3_ac_plus.one_step_ac.trace_updates import MAX_UPDATE_NORM
 
 # What :func:`sequential_rows` returns: every row applied, or the kind of failure (nothing after it is applied).
 APPLIED = 0
 NON_FINITE_DELTA = 1
 NON_FINITE_GRADIENT = 2
 UNSAFE_UPDATE = 3
-
-# An update whose L1 norm bound exceeds this is refused (as trace_updates.MAX_UPDATE_NORM).
-_MAX_UPDATE_NORM = 1e30
 
 
 @njit(cache=True, nogil=True, fastmath=FAST_SUMS)
@@ -202,7 +199,7 @@ def sequential_rows(
         critic_step = np.float32(_step_size(float(delta), critic_norm1, critic_lr, critic_kappa, bounded))
         actor_weight, critic_weight = np.float32(actor_step * delta), np.float32(critic_step * delta)
         bound = abs(np.float64(actor_weight)) * actor_norm1 + abs(np.float64(critic_weight)) * critic_norm1
-        if not bound < _MAX_UPDATE_NORM:
+        if not bound < MAX_UPDATE_NORM:
             return UNSAFE_UPDATE, r
         _add_scaled(params, 0, np.float64(actor_weight), actor_direction)
         _add_scaled(params, n_actor, np.float64(critic_weight), critic_direction)

@@ -83,8 +83,7 @@ class EligibilityTraces:
         :param env: the env whose trace it is
         :return: the env's proposed trace ``(1, n_params)``, a view of a buffer of this object
         """
-        proposed_views = self._views[1]
-        proposed: Array = proposed_views if isinstance(grads, np.ndarray) else self._buffers[1]  # type: ignore[assignment]
+        proposed: Array = self._views[1] if isinstance(grads, np.ndarray) else self._buffers[1]  # type: ignore[assignment]
         assert proposed is not None, "NumPy traces need the CPU"
         row = proposed[env : env + 1]
         row *= decay
