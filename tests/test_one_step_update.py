@@ -1,6 +1,7 @@
 """The update rule itself, checked against references computed by hand with torch autograd."""
 
 import copy
+import math
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -587,6 +588,79 @@ def test_numpy_adam_steps_as_torch_adam(adam_kwargs: dict) -> None:
         state, reference_state = optimizer.state[param["params"][0]], reference.state[reference_param["params"][0]]
         assert float(state["step"]) == 32
         assert th.allclose(state["exp_avg_sq"], reference_state["exp_avg_sq"], rtol=1e-5, atol=1e-8)
+
+
+def _adam_as_numpy_operations(optimizer: th.optim.Adam) -> None:
+    """Reference: torch's single-tensor Adam step written as NumPy operations on float32 arrays (scalars rounded to
+    float32 against them, as torch rounds them)."""
+    for group in optimizer.param_groups:
+        param = group["params"][0]
+        state = optimizer.state[param]
+        values, grad = param.detach().numpy(), param.grad.numpy()
+        exp_avg, exp_avg_sq, step_count = (state[key].numpy() for key in ("exp_avg", "exp_avg_sq", "step"))
+        step_count += 1.0
+        beta1, beta2 = group["betas"]
+        if group["weight_decay"] != 0:
+            grad = grad + np.float32(group["weight_decay"]) * values
+        weight = 1.0 - beta1
+        if weight < 0.5:
+            exp_avg += (grad - exp_avg) * np.float32(weight)
+        else:
+            exp_avg[:] = grad - (grad - exp_avg) * np.float32(1.0 - weight)
+        exp_avg_sq[:] = exp_avg_sq * np.float32(beta2) + (grad * np.float32(1.0 - beta2)) * grad
+        step = float(step_count)
+        denom = np.sqrt(exp_avg_sq) / np.float32(math.sqrt(1.0 - beta2**step)) + np.float32(group["eps"])
+        values += (exp_avg * np.float32(-group["lr"] / (1.0 - beta1**step))) / denom
+
+
+@pytest.mark.parametrize(
+    "adam_kwargs", [dict(), dict(betas=(0.3, 0.8), eps=1e-5), dict(weight_decay=0.1)], ids=["default", "betas", "decay"]
+)
+def test_compiled_adam_step_rounds_as_the_numpy_operations(adam_kwargs: dict) -> None:
+    from sb3_ac_plus.one_step_ac.numpy_adam import NumpyAdam
+
+    reference, reference_flat, reference_grad = _two_flat_groups(**adam_kwargs)
+    optimizer, flat, grad = _two_flat_groups(**adam_kwargs)
+    numpy_adam = NumpyAdam(optimizer)
+    for group in reference.param_groups:
+        param = group["params"][0]
+        reference.state[param].update(step=th.tensor(0.0), exp_avg=th.zeros_like(param), exp_avg_sq=th.zeros_like(param))
+    rng = np.random.default_rng(2)
+    for step in range(40):
+        step_grad = th.as_tensor(rng.normal(scale=10.0 ** rng.integers(-4, 3), size=13).astype(np.float32))
+        reference_grad.copy_(step_grad)
+        grad.copy_(step_grad)
+        _adam_as_numpy_operations(reference)
+        assert numpy_adam.checked_step() if step % 2 else (numpy_adam.step() is None)
+        assert th.equal(flat, reference_flat)  # bit for bit
+    for param, reference_param in zip(optimizer.param_groups, reference.param_groups, strict=True):
+        state, reference_state = optimizer.state[param["params"][0]], reference.state[reference_param["params"][0]]
+        for key in ("exp_avg", "exp_avg_sq", "step"):
+            assert th.equal(state[key], reference_state[key]), key
+
+
+def test_checked_adam_step_refuses_a_non_finite_step_and_changes_nothing() -> None:
+    from sb3_ac_plus.one_step_ac.flat_optimizer import FlatOptimizer
+
+    optimizer, flat, grad = _two_flat_groups()
+    flat_optimizer = FlatOptimizer.build(optimizer, flat, grad)
+    assert flat_optimizer is not None and flat_optimizer._numpy_step is not None
+    before = flat.clone()
+    grad.fill_(1.0)
+    grad[9] = math.inf  # in the second group only: the first group's finite step must not be applied either
+    assert not flat_optimizer.step([1e-2, 3e-3], flat)
+    assert th.equal(flat, before) and not optimizer.state and not flat_optimizer.twin.state  # no state, as before
+    grad[9] = 1.0
+    assert flat_optimizer.step([1e-2, 3e-3], flat)
+    after_one = flat.clone()
+    state = flat_optimizer.twin.state[flat_optimizer.twin.param_groups[0]["params"][0]]
+    state_before = {key: value.clone() for key, value in state.items()}
+    grad[2] = math.nan
+    assert not flat_optimizer.step([1e-2, 3e-3], flat)
+    assert th.equal(flat, after_one)
+    for key, value in state_before.items():
+        assert th.equal(state[key], value), key
+    assert float(optimizer.state[optimizer.param_groups[0]["params"][0]]["step"]) == 1
 
 
 @pytest.mark.parametrize(

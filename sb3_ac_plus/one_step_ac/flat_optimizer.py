@@ -172,6 +172,17 @@ class FlatOptimizer:
         :param flat_params: the parameter vector
         :return: whether the step was applied
         """
+        if self._numpy_step is not None:
+            for twin_group, lr in zip(self.twin.param_groups, learning_rates, strict=True):
+                twin_group["lr"] = lr
+            had_state = bool(self.twin.state)
+            if not self._numpy_step.checked_step():  # checks before it writes: nothing to save
+                if not had_state:
+                    self.twin.state.clear()  # the zero moments made for the refused step: none, as before it
+                return False
+            if not self._linked:
+                self._link()
+            return True
         self.save(flat_params)
         self.raw_step(learning_rates)
         if math.isfinite(float(flat_params.sum())):  # one reduction: cheaper than isfinite().all() at this size

@@ -1,15 +1,17 @@
-"""Adam's step in NumPy, on the state of a torch Adam over flat CPU tensors.
+"""Adam's step as one compiled loop, on the state of a torch Adam over flat CPU tensors.
 
 At batch size one, torch's ``Adam.step`` on the two flat slices of OneStepAC's parameter vector costs about as much
-in Python bookkeeping (hooks, state lookups, dispatch) as the rest of the update's arithmetic. :class:`NumpyAdam`
-computes the same step (the formula of torch's single-tensor implementation) with NumPy on views of the
-torch optimizer's own parameters, gradients and state, so the optimizer keeps its state for ``state_dict``, saving
-and loading; only the rounding differs from torch's kernels, in the last bits.
+in Python bookkeeping (hooks, state lookups, dispatch) as the rest of the update's arithmetic, and the same step
+written as NumPy operations is a dozen passes over the vector of about a microsecond each. :class:`NumpyAdam`
+computes the same step (the formula of torch's single-tensor implementation, element by element) in one compiled pass
+over views of the torch optimizer's own parameters, gradients and state, so the optimizer keeps its state for
+``state_dict``, saving and loading; only the rounding differs from torch's vectorised kernels, in the last bits.
 """
 
 import math
 import numpy as np
 import torch as th
+from numba import njit
 
 # Adam's options that change its formula; NumpyAdam computes the plain one.
 _VARIANTS = ("amsgrad", "maximize", "capturable", "differentiable", "fused", "decoupled_weight_decay")
@@ -59,9 +61,7 @@ class NumpyAdam:
         if not numpy_adam_supported(optimizer):
             raise ValueError("NumpyAdam: optimizer must be a plain th.optim.Adam with one float32 CPU tensor per group")
         self.optimizer = optimizer
-        sizes = [group["params"][0].numel() for group in optimizer.param_groups]
-        self._scratch = [(np.empty(size, dtype=np.float32), np.empty(size, dtype=np.float32)) for size in sizes]
-        self._cache: list[tuple[tuple, tuple[np.ndarray, ...]] | None] = [None] * len(sizes)
+        self._cache: list[tuple[tuple, tuple[np.ndarray, ...]] | None] = [None] * len(optimizer.param_groups)
 
     def _views(self, index: int, param: th.Tensor) -> tuple[np.ndarray, ...]:
         """
@@ -90,39 +90,137 @@ class NumpyAdam:
     def step(self) -> None:
         """
         One Adam step of every param group, from the gradients in the parameters' ``.grad``. Overflow gives inf or NaN
-        silently, as in torch: the caller checks the parameters (``FlatOptimizer.step``).
+        silently, as in torch: the caller checks the parameters (``FlatOptimizer.raw_step``).
         """
-        with np.errstate(over="ignore", invalid="ignore"):
-            self._step()
-
-    def _step(self) -> None:
-        for index, group in enumerate(self.optimizer.param_groups):
-            scratch, numerator = self._scratch[index]
-            values, grad, exp_avg, exp_avg_sq, step_count = self._views(index, group["params"][0])
+        for arguments, step_count in self._group_steps():
+            adam_write(*arguments)
             step_count += 1.0
+
+    def checked_step(self) -> bool:
+        """
+        One Adam step of every param group, applied only if every new parameter is finite: the new values are computed
+        once to check them and once to write them, so nothing (parameters, moments, step count) changes when the
+        step is refused, and nothing has to be saved for it.
+
+        :return: whether the step was applied
+        """
+        group_steps = self._group_steps()
+        if not all(adam_is_finite(*arguments) for arguments, _ in group_steps):
+            return False
+        for arguments, step_count in group_steps:
+            adam_write(*arguments)
+            step_count += 1.0
+        return True
+
+    def _group_steps(self) -> list[tuple[tuple, np.ndarray]]:
+        """:return: per param group, the arguments of :func:`adam_write` for its next step, and its step count"""
+        group_steps = []
+        for index, group in enumerate(self.optimizer.param_groups):
+            values, grad, exp_avg, exp_avg_sq, step_count = self._views(index, group["params"][0])
+            step = float(step_count) + 1.0
             beta1, beta2 = group["betas"]
-            if group["weight_decay"] != 0:
-                grad = grad + group["weight_decay"] * values
-            # exp_avg.lerp_(grad, 1 - beta1), in torch's form for weights below one half
-            weight = 1.0 - beta1
-            np.subtract(grad, exp_avg, out=scratch)
-            if weight < 0.5:
-                scratch *= weight
-                exp_avg += scratch
-            else:
-                scratch *= 1.0 - weight
-                np.subtract(grad, scratch, out=exp_avg)
-            # exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2): (value * grad) * grad, as torch orders it
-            exp_avg_sq *= beta2
-            np.multiply(grad, 1.0 - beta2, out=scratch)
-            scratch *= grad
-            exp_avg_sq += scratch
-            step = float(step_count)
             step_size = group["lr"] / (1.0 - beta1**step)
-            # denom = sqrt(exp_avg_sq) / sqrt(bias_correction2) + eps; param += (-step_size * exp_avg) / denom
-            np.sqrt(exp_avg_sq, out=scratch)
-            scratch /= math.sqrt(1.0 - beta2**step)
-            scratch += group["eps"]
-            np.multiply(exp_avg, -step_size, out=numerator)
-            numerator /= scratch
-            values += numerator
+            correction = math.sqrt(1.0 - beta2**step)
+            arguments = (values, grad, exp_avg, exp_avg_sq, beta1, beta2, step_size, correction, group["eps"])
+            group_steps.append(((*arguments, float(group["weight_decay"])), step_count))
+        return group_steps
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _adam_element(
+    value: float,
+    grad: float,
+    exp_avg: float,
+    exp_avg_sq: float,
+    lerp_weight: float,
+    small_weight: bool,
+    beta2: float,
+    one_minus_beta2: float,
+    correction: float,
+    eps: float,
+    neg_step: float,
+    decay: float,
+    has_decay: bool,
+) -> tuple[float, float, float]:  # pragma: no cover
+    """One element's new ``exp_avg``, ``exp_avg_sq`` and parameter, every operand float32 (see :func:`adam_write`)."""
+    g = grad + decay * value if has_decay else grad
+    diff = g - exp_avg
+    # torch's lerp: start + (end - start) * w for weights below one half, else end - (end - start) * (1 - w)
+    m = exp_avg + diff * lerp_weight if small_weight else g - diff * lerp_weight
+    v = exp_avg_sq * beta2 + (g * one_minus_beta2) * g
+    denom = np.float32(math.sqrt(np.float64(v))) / correction + eps
+    return m, v, value + (m * neg_step) / denom
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _float32_scalars(
+    beta1: float, beta2: float, step_size: float, bias_correction2_sqrt: float, eps: float, weight_decay: float
+) -> tuple:  # pragma: no cover
+    """The step's scalars rounded to float32, as torch rounds them against a float32 tensor."""
+    weight = 1.0 - beta1
+    small_weight = weight < 0.5
+    lerp_weight = np.float32(weight) if small_weight else np.float32(1.0 - weight)
+    return (
+        lerp_weight,
+        small_weight,
+        np.float32(beta2),
+        np.float32(1.0 - beta2),
+        np.float32(bias_correction2_sqrt),
+        np.float32(eps),
+        np.float32(-step_size),
+        np.float32(weight_decay),
+        weight_decay != 0.0,
+    )
+
+
+# No fastmath in these two: each element rounds as torch's single-tensor Adam rounds it. Neither loop branches on the
+# data, so the compiler vectorises them as they are.
+@njit(cache=True, nogil=True, error_model="numpy")
+def adam_write(
+    values: np.ndarray,
+    grad: np.ndarray,
+    exp_avg: np.ndarray,
+    exp_avg_sq: np.ndarray,
+    beta1: float,
+    beta2: float,
+    step_size: float,
+    bias_correction2_sqrt: float,
+    eps: float,
+    weight_decay: float,
+) -> None:  # pragma: no cover
+    """
+    Adam's step on float32 vectors, in place, in the order and float32 rounding of torch's single-tensor
+    implementation (``exp_avg.lerp_(grad, 1 - beta1)``; ``exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 -
+    beta2)``; ``param.addcdiv_(exp_avg, exp_avg_sq.sqrt() / bias_correction2_sqrt + eps, value=-step_size)``).
+
+    :param step_size: ``lr / (1 - beta1 ** step)``
+    :param bias_correction2_sqrt: ``sqrt(1 - beta2 ** step)``
+    """
+    scalars = _float32_scalars(beta1, beta2, step_size, bias_correction2_sqrt, eps, weight_decay)
+    for i in range(values.shape[0]):
+        m, v, new = _adam_element(values[i], grad[i], exp_avg[i], exp_avg_sq[i], *scalars)
+        exp_avg[i] = m
+        exp_avg_sq[i] = v
+        values[i] = new
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def adam_is_finite(
+    values: np.ndarray,
+    grad: np.ndarray,
+    exp_avg: np.ndarray,
+    exp_avg_sq: np.ndarray,
+    beta1: float,
+    beta2: float,
+    step_size: float,
+    bias_correction2_sqrt: float,
+    eps: float,
+    weight_decay: float,
+) -> bool:  # pragma: no cover
+    """:return: whether :func:`adam_write` with these arguments would leave every parameter finite (writes nothing)"""
+    scalars = _float32_scalars(beta1, beta2, step_size, bias_correction2_sqrt, eps, weight_decay)
+    bad = 0
+    for i in range(values.shape[0]):
+        new = _adam_element(values[i], grad[i], exp_avg[i], exp_avg_sq[i], *scalars)[2]
+        bad |= not (new - new == 0.0)  # inf - inf and NaN - NaN are NaN
+    return bad == 0
