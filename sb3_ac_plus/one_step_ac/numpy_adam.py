@@ -128,20 +128,20 @@ class NumpyAdam:
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _adam_element(
-    value: float,
-    grad: float,
-    exp_avg: float,
-    exp_avg_sq: float,
-    lerp_weight: float,
+    value: np.float32,
+    grad: np.float32,
+    exp_avg: np.float32,
+    exp_avg_sq: np.float32,
+    lerp_weight: np.float32,
     small_weight: bool,
-    beta2: float,
-    one_minus_beta2: float,
-    correction: float,
-    eps: float,
-    neg_step: float,
-    decay: float,
+    beta2: np.float32,
+    one_minus_beta2: np.float32,
+    correction: np.float32,
+    eps: np.float32,
+    neg_step: np.float32,
+    decay: np.float32,
     has_decay: bool,
-) -> tuple[float, float, float]:  # pragma: no cover
+) -> tuple[np.float32, np.float32, np.float32]:  # pragma: no cover
     """One element's new ``exp_avg``, ``exp_avg_sq`` and parameter, every operand float32 (see :func:`adam_write`)."""
     g = grad + decay * value if has_decay else grad
     diff = g - exp_avg
