@@ -73,7 +73,7 @@ def _kwargs(model: OneStepAC) -> dict:
     )
 
 
-@pytest.mark.parametrize("config", [dict(), dict(n_steps=3, trace_lambda=0.0), dict(update_rule="adaptive_obgd")])
+@pytest.mark.parametrize("config", [dict(n_steps=3, trace_lambda=0.0), dict(update_rule="adaptive_obgd")])
 def test_at_one_env_sequential_is_sum(config: dict) -> None:
     runs = []
     for combine_envs in ("sum", "sequential"):
@@ -81,6 +81,32 @@ def test_at_one_env_sequential_is_sum(config: dict) -> None:
         model.learn(600, log_interval=None)
         runs.append(model._flat_params.clone())
     assert th.equal(runs[0], runs[1])
+
+
+@pytest.mark.parametrize("combine_envs", ["sequential", "sum", "bounded_sum", "mean"])
+@pytest.mark.parametrize("config", [dict(), dict(update_rule="sgd", learning_rate=1e-3, critic_learning_rate=1e-3)])
+def test_one_env_update_is_the_compiled_kernel_whatever_combine_envs(combine_envs: str, config: dict) -> None:
+    """With one env every combine_envs is the same one-row update; the NumPy path computes it in the compiled kernel,
+    the same update as the batched operations, rounded differently."""
+    models = []
+    for kernel in (True, False):
+        model = OneStepAC("MlpPolicy", make_vec_env("CartPole-v1", seed=1), combine_envs=combine_envs, seed=0, **config)
+        calls: list[int] = []
+        kernel_call = model._sequential_kernel
+
+        def counted(*args, _calls=calls, _kernel=kernel_call):  # type: ignore[no-untyped-def]
+            _calls.append(1)
+            return _kernel(*args)
+
+        model._sequential_kernel = counted  # type: ignore[method-assign]
+        if not kernel:
+            model._kernel_computes_sequential = lambda backend: False  # type: ignore[method-assign]
+        model.learn(300, log_interval=None)
+        assert len(calls) == (300 if kernel else 0)
+        models.append(model)
+    kernel_params, batched_params = (model._flat_params for model in models)
+    assert th.allclose(kernel_params, batched_params, rtol=1e-4, atol=2e-5), (kernel_params - batched_params).abs().max()
+    assert float((kernel_params - OneStepAC("MlpPolicy", "CartPole-v1", seed=0)._flat_params).abs().max()) > 1e-2
 
 
 def _learned(env_id: str, n_envs: int, path: str, steps: int = 400, **config) -> OneStepAC:

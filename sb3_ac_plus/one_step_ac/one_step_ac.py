@@ -160,7 +160,8 @@ class OneStepAC(OnPolicyAlgorithm):
           previous env's update left, so the VecEnv step is the update a single env would make from the same
           transitions in that order, each bounded by ObGD on its own. Every env-step moves the parameters as far as a
           step of a single env, and no update is computed from parameters another env's update has already moved
-          (which ``"sum"`` does). At ``n_envs=1`` it is ``"sum"``. On the NumPy fast path (ObGD or SGD, Categorical
+          (which ``"sum"`` does). At ``n_envs=1`` it is ``"sum"`` (and on the NumPy fast path every ``combine_envs``
+          runs the compiled call below with one row). On the NumPy fast path (ObGD or SGD, Categorical
           or Gaussian actions) the rows run in one compiled call, as fast as ``"sum"``; elsewhere (gSDE,
           ``"adaptive_obgd"``, ``"optimizer"``, the torch path) it costs a forward and backward pass per env instead
           of one batched pass. With ``update_rule="optimizer"`` it is one optimizer step per env, each on the
@@ -708,8 +709,11 @@ class OneStepAC(OnPolicyAlgorithm):
         pending_steps = self.num_timesteps + env.num_envs
         if not np.isfinite(rewards).all():
             raise NonFiniteError(f"OneStepAC: non-finite reward {rewards} from the environment at step {pending_steps}")
-        truncated = np.array([info.get("TimeLimit.truncated", False) for info in infos], dtype=bool) & dones
-        bootstrap_obs = with_terminal_obs(new_obs, infos, truncated) if truncated.any() else new_obs
+        if dones.any():
+            truncated = np.array([info.get("TimeLimit.truncated", False) for info in infos], dtype=bool) & dones
+            bootstrap_obs = with_terminal_obs(new_obs, infos, truncated) if truncated.any() else new_obs
+        else:
+            truncated, bootstrap_obs = dones, new_obs
         if not (all_finite(new_obs) and (bootstrap_obs is new_obs or all_finite(bootstrap_obs))):
             raise NonFiniteError(f"OneStepAC: non-finite observation from the environment at step {pending_steps}")
         scaled = None if self._reward_scaler is None else self._reward_scaler.scale(rewards)
@@ -722,7 +726,7 @@ class OneStepAC(OnPolicyAlgorithm):
         assert backend is not None
         actions, actor = backend.act(self._obs_input, self._exploration_noise())
         step = self._env_step(env, actions)
-        if self._sequential:
+        if self._sequential or self._one_env_kernel:
             self._commit(step, self._sequential_one_step(step, actions))
             return step
         # V(s) and V(s') in one pass, both with the parameters and statistics before this step's update.
@@ -964,6 +968,16 @@ class OneStepAC(OnPolicyAlgorithm):
         """Whether the rows of a VecEnv step are learned from one after the other (``combine_envs="sequential"``)."""
         return self.combine_envs == "sequential" and self.n_envs > 1
 
+    @property
+    def _one_env_kernel(self) -> bool:
+        """
+        Whether the one-step update of a single env runs as the compiled sequential kernel (one row): with one env every
+        ``combine_envs`` is the same update, and one compiled call computes it faster than the batched operations
+        (rounded differently, in the last bits).
+        """
+        backend = self._backend
+        return self.n_envs == 1 and isinstance(backend, NumpyBackend) and self._kernel_computes_sequential(backend)
+
     def _sequential_update(self, rows: Rows) -> PendingUpdate:
         """
         ``combine_envs="sequential"``: learn from the rows one after the other, each with the parameters (and traces and
@@ -985,6 +999,9 @@ class OneStepAC(OnPolicyAlgorithm):
         for state in (*traces, *moments):
             if state is not None:
                 state.begin_rows()
+        if isinstance(backend, NumpyBackend) and self._kernel_computes_sequential(backend) and rows.n_rows == 1:
+            # The kernel checks a row before it writes its parameters: with one row there is nothing to put back.
+            return PendingUpdate(None, None, self._sequential_kernel(backend, rows, actor_lr, critic_lr), rows_in_place=1)
         saved_params = self._flat_params.clone()
         try:
             if isinstance(backend, NumpyBackend) and self._kernel_computes_sequential(backend):
