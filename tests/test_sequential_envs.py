@@ -84,10 +84,19 @@ def test_at_one_env_sequential_is_sum(config: dict) -> None:
 
 
 @pytest.mark.parametrize("combine_envs", ["sequential", "sum", "bounded_sum", "mean"])
-@pytest.mark.parametrize("config", [dict(), dict(update_rule="sgd", learning_rate=1e-3, critic_learning_rate=1e-3)])
+@pytest.mark.parametrize(
+    "config",
+    [
+        dict(),
+        dict(update_rule="sgd", learning_rate=1e-3, critic_learning_rate=1e-3),
+        dict(update_rule="adaptive_obgd"),
+        dict(update_rule="adaptive_obgd", n_steps=4, trace_lambda=0.0),
+    ],
+)
 def test_one_env_update_is_the_compiled_kernel_whatever_combine_envs(combine_envs: str, config: dict) -> None:
     """With one env every combine_envs is the same one-row update; the NumPy path computes it in the compiled kernel,
-    the same update as the batched operations, rounded differently."""
+    the same update as the batched operations, rounded differently. With n-step returns, the steps with one due state
+    (all but those ending an episode, where several are due)."""
     models = []
     for kernel in (True, False):
         model = OneStepAC("MlpPolicy", make_vec_env("CartPole-v1", seed=1), combine_envs=combine_envs, seed=0, **config)
@@ -102,7 +111,12 @@ def test_one_env_update_is_the_compiled_kernel_whatever_combine_envs(combine_env
         if not kernel:
             model._kernel_computes_sequential = lambda backend: False  # type: ignore[method-assign]
         model.learn(300, log_interval=None)
-        assert len(calls) == (300 if kernel else 0)
+        if not kernel:
+            assert not calls
+        elif "n_steps" in config:
+            assert 200 < len(calls) < 300
+        else:
+            assert len(calls) == 300
         models.append(model)
     kernel_params, batched_params = (model._flat_params for model in models)
     assert th.allclose(kernel_params, batched_params, rtol=1e-4, atol=2e-5), (kernel_params - batched_params).abs().max()
@@ -126,7 +140,10 @@ def _learned(env_id: str, n_envs: int, path: str, steps: int = 400, **config) ->
         ("CartPole-v1", dict()),
         ("CartPole-v1", dict(update_rule="sgd", learning_rate=1e-4, critic_learning_rate=1e-4)),
         ("CartPole-v1", dict(n_steps=3, trace_lambda=0.0)),
+        ("CartPole-v1", dict(update_rule="adaptive_obgd")),
+        ("CartPole-v1", dict(update_rule="adaptive_obgd", n_steps=4, trace_lambda=0.0)),
         ("Pendulum-v1", dict()),
+        ("Pendulum-v1", dict(update_rule="adaptive_obgd")),
         ("Pendulum-v1", dict(policy_kwargs=dict(layer_norm=False, activation_fn=th.nn.Tanh))),
     ],
 )
@@ -139,6 +156,12 @@ def test_compiled_kernel_equals_the_row_by_row_operations(env_id: str, config: d
     if kernel._actor_traces is not None:
         assert th.allclose(kernel._actor_traces.traces, torch._actor_traces.traces, rtol=1e-4, atol=2e-5)
         assert th.allclose(kernel._critic_traces.traces, rows._critic_traces.traces, rtol=1e-4, atol=2e-5)
+    if kernel._actor_moments is not None:
+        assert kernel._actor_moments.count == rows._actor_moments.count == torch._actor_moments.count
+        for other in (rows, torch):
+            pairs = ((kernel._actor_moments, other._actor_moments), (kernel._critic_moments, other._critic_moments))
+            for mine, theirs in pairs:
+                assert th.allclose(mine.moments, theirs.moments, rtol=1e-3, atol=1e-12)
     # the parameters moved well beyond that tolerance
     assert float((kernel._flat_params - OneStepAC("MlpPolicy", env_id, seed=0)._flat_params).abs().max()) > 1e-2
 
@@ -149,7 +172,7 @@ ADAM = dict(update_rule="optimizer", trace_lambda=0.0, learning_rate=1e-3)
 @pytest.mark.parametrize(
     "config",
     [
-        dict(update_rule="adaptive_obgd"),
+        dict(update_rule="adaptive_obgd", _env="Pendulum-v1", use_sde=True),
         dict(_env="Pendulum-v1", use_sde=True),
         ADAM,
         dict(ADAM, n_steps=3),

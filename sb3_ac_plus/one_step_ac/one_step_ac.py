@@ -831,7 +831,9 @@ class OneStepAC(OnPolicyAlgorithm):
         backend = self._backend
         assert backend is not None
         batch_obs = backend.observe(stack_obs_rows(rows_obs))
-        if self._sequential:
+        # One env with one due state: every combine_envs is the same update, which the compiled kernel computes fastest
+        # (several due states at an episode's end keep combine_envs's update).
+        if self._sequential or (self._one_env_kernel and len(rows_env) == 1):
             rows = Rows(
                 batch_obs,
                 np.stack(rows_actions),
@@ -1016,7 +1018,7 @@ class OneStepAC(OnPolicyAlgorithm):
 
     def _kernel_computes_sequential(self, backend: NumpyBackend) -> bool:
         """Whether :func:`~sb3_ac_plus.one_step_ac.sequential_kernels.sequential_rows` computes this configuration."""
-        return self.update_rule in ("obgd", "sgd") and not backend.networks.sde
+        return self.update_rule in ("obgd", "adaptive_obgd", "sgd") and not backend.networks.sde
 
     def _row_terms(self, rows: Rows, row: int) -> tuple[Any, Any, Any, Any, Any]:
         """
@@ -1153,7 +1155,8 @@ class OneStepAC(OnPolicyAlgorithm):
             critic_lr,
             self.actor_kappa,
             self.critic_kappa,
-            self.update_rule == "obgd",
+            self.update_rule != "sgd",
+            *self._kernel_moments(),
             stats,
         )
         if status == NON_FINITE_DELTA:
@@ -1166,6 +1169,15 @@ class OneStepAC(OnPolicyAlgorithm):
         if status != APPLIED:
             raise self._unsafe_update_error()
         return self._update_stats(stats[:, 0], stats[:, 1], stats[:, 2], stats[:, 3], stats[:, 4])
+
+    def _kernel_moments(self) -> tuple[np.ndarray, np.ndarray, int, float, float]:
+        """The second-moment arguments of the sequential kernel: AdaptiveObGD's proposed moments, or empty arrays."""
+        actor, critic = self._actor_moments, self._critic_moments
+        if actor is None or critic is None:
+            empty = np.zeros(0, dtype=np.float32)
+            return empty, empty, 0, 0.0, 0.0
+        assert actor.count == critic.count
+        return actor.proposed_numpy(), critic.proposed_numpy(), actor.count, actor.beta2, actor.eps
 
     def _commit_update(self, step: Transition, update: PendingUpdate) -> None:
         """Apply the update's parameter steps (unless applied already) and commit its traces and second moments."""

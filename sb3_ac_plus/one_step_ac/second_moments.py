@@ -74,6 +74,12 @@ class SecondMoments:
         current, proposed = self._buffers
         proposed.copy_(current)
 
+    def proposed_numpy(self) -> np.ndarray:
+        """:return: the proposed moments as a NumPy view (after :meth:`begin_rows`; CPU only), to write row by row"""
+        proposed = self._views[1]
+        assert proposed is not None, "NumPy moments need the CPU"
+        return proposed
+
     def propose_row(self, delta: Array, traces: Array, previous_rows: int) -> Array:
         """
         After :meth:`begin_rows`: add one row's squared update to the proposed moments, as one update of its own.

@@ -59,6 +59,31 @@ def _trace_row(
     return float(np.float32(norm))
 
 
+@njit(cache=True, nogil=True, fastmath=FAST_SUMS, error_model="numpy")
+def _precondition_row(
+    moments: np.ndarray, delta: np.float32, direction: np.ndarray, beta2: float, correction: float, eps: float
+) -> float:  # pragma: no cover
+    """
+    AdaptiveObGD, in place: ``moments = beta2 * moments + (1 - beta2) * (delta * direction) ** 2`` and
+    ``direction /= sqrt(moments / correction + eps)`` (float32, as the row-by-row operations round);
+    :return: the L1 norm of the divided direction
+    """
+    delta32 = np.float32(delta)
+    beta2_32 = np.float32(beta2)
+    rest = np.float32(1.0 - beta2)
+    correction32 = np.float32(correction)
+    eps32 = np.float32(eps)
+    norm = 0.0
+    for i in range(direction.shape[0]):
+        update = delta32 * direction[i]
+        moment = moments[i] * beta2_32 + rest * (update * update)
+        moments[i] = moment
+        value = direction[i] / np.float32(math.sqrt(np.float64(moment / correction32 + eps32)))
+        direction[i] = value
+        norm += abs(np.float64(value))
+    return float(np.float32(norm))
+
+
 @njit(cache=True, nogil=True, fastmath=FAST_SUMS)
 def _add_scaled(params: np.ndarray, start: int, weight: float, direction: np.ndarray) -> None:  # pragma: no cover
     for i in range(direction.shape[0]):
@@ -96,6 +121,11 @@ def sequential_rows(
     actor_kappa: float,
     critic_kappa: float,
     bounded: bool,
+    actor_moments: np.ndarray,
+    critic_moments: np.ndarray,
+    moments_count: int,
+    beta2: float,
+    moments_eps: float,
     stats: np.ndarray,
 ) -> tuple[int, int]:  # pragma: no cover (compiled)
     """
@@ -121,7 +151,11 @@ def sequential_rows(
     :param critic_traces: the critic's ``(n_envs, n_critic)``
     :param trace_index: each row's trace (its env), or -1 for none (the update follows the gradient)
     :param decay: the trace decay ``gamma * lambda``
-    :param bounded: ObGD's step sizes (``"obgd"``), else plain ``lr`` (``"sgd"``)
+    :param bounded: ObGD's step sizes (``"obgd"``, ``"adaptive_obgd"``), else plain ``lr`` (``"sgd"``)
+    :param actor_moments: AdaptiveObGD's second moments of the actor's updates ``(n_actor,)``, updated in place row by
+        row (empty: ObGD or SGD, no preconditioning); ``critic_moments`` the critic's
+    :param moments_count: the updates the moments had seen before these rows (for the bias correction)
+    :param beta2: the moments' decay; ``moments_eps`` the term added under the square root
     :param stats: ``(rows, 5)`` float64, written: ``delta``, ``log pi``, entropy, the actor's and the critic's step size
     :return: :data:`APPLIED` or the failure, and the number of rows applied
     """
@@ -195,6 +229,10 @@ def sequential_rows(
         trace = trace_index[r]
         actor_norm1 = _trace_row(actor_traces, trace, grads[0], 0, decay, actor_direction)
         critic_norm1 = _trace_row(critic_traces, trace, grads[0], n_actor, decay, critic_direction)
+        if actor_moments.shape[0] > 0:
+            correction = 1.0 - beta2 ** (moments_count + r + 1)
+            actor_norm1 = _precondition_row(actor_moments, delta, actor_direction, beta2, correction, moments_eps)
+            critic_norm1 = _precondition_row(critic_moments, delta, critic_direction, beta2, correction, moments_eps)
         actor_step = np.float32(_step_size(float(delta), actor_norm1, actor_lr, actor_kappa, bounded))
         critic_step = np.float32(_step_size(float(delta), critic_norm1, critic_lr, critic_kappa, bounded))
         actor_weight, critic_weight = np.float32(actor_step * delta), np.float32(critic_step * delta)
