@@ -121,8 +121,8 @@ class NumpyAdam:
             beta1, beta2 = group["betas"]
             step_size = group["lr"] / (1.0 - beta1**step)
             correction = math.sqrt(1.0 - beta2**step)
-            arguments = (values, grad, exp_avg, exp_avg_sq, beta1, beta2, step_size, correction, group["eps"])
-            group_steps.append(((*arguments, float(group["weight_decay"])), step_count))
+            scalars = _float32_scalars(beta1, beta2, step_size, correction, group["eps"], float(group["weight_decay"]))
+            group_steps.append(((values, grad, exp_avg, exp_avg_sq, scalars), step_count))
         return group_steps
 
 
@@ -152,11 +152,16 @@ def _adam_element(
     return m, v, value + (m * neg_step) / denom
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
 def _float32_scalars(
     beta1: float, beta2: float, step_size: float, bias_correction2_sqrt: float, eps: float, weight_decay: float
-) -> tuple:  # pragma: no cover
-    """The step's scalars rounded to float32, as torch rounds them against a float32 tensor."""
+) -> tuple:
+    """
+    The step's scalars rounded to float32, as torch rounds them against a float32 tensor, in the order
+    :func:`_adam_element` takes them.
+
+    :param step_size: ``lr / (1 - beta1 ** step)``
+    :param bias_correction2_sqrt: ``sqrt(1 - beta2 ** step)``
+    """
     weight = 1.0 - beta1
     small_weight = weight < 0.5
     lerp_weight = np.float32(weight) if small_weight else np.float32(1.0 - weight)
@@ -177,26 +182,15 @@ def _float32_scalars(
 # data, so the compiler vectorises them as they are.
 @njit(cache=True, nogil=True, error_model="numpy")
 def adam_write(
-    values: np.ndarray,
-    grad: np.ndarray,
-    exp_avg: np.ndarray,
-    exp_avg_sq: np.ndarray,
-    beta1: float,
-    beta2: float,
-    step_size: float,
-    bias_correction2_sqrt: float,
-    eps: float,
-    weight_decay: float,
+    values: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray, exp_avg_sq: np.ndarray, scalars: tuple
 ) -> None:  # pragma: no cover
     """
     Adam's step on float32 vectors, in place, in the order and float32 rounding of torch's single-tensor
     implementation (``exp_avg.lerp_(grad, 1 - beta1)``; ``exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 -
     beta2)``; ``param.addcdiv_(exp_avg, exp_avg_sq.sqrt() / bias_correction2_sqrt + eps, value=-step_size)``).
 
-    :param step_size: ``lr / (1 - beta1 ** step)``
-    :param bias_correction2_sqrt: ``sqrt(1 - beta2 ** step)``
+    :param scalars: the step's scalars (:func:`_float32_scalars`)
     """
-    scalars = _float32_scalars(beta1, beta2, step_size, bias_correction2_sqrt, eps, weight_decay)
     for i in range(values.shape[0]):
         m, v, new = _adam_element(values[i], grad[i], exp_avg[i], exp_avg_sq[i], *scalars)
         exp_avg[i] = m
@@ -206,19 +200,9 @@ def adam_write(
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def adam_is_finite(
-    values: np.ndarray,
-    grad: np.ndarray,
-    exp_avg: np.ndarray,
-    exp_avg_sq: np.ndarray,
-    beta1: float,
-    beta2: float,
-    step_size: float,
-    bias_correction2_sqrt: float,
-    eps: float,
-    weight_decay: float,
+    values: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray, exp_avg_sq: np.ndarray, scalars: tuple
 ) -> bool:  # pragma: no cover
     """:return: whether :func:`adam_write` with these arguments would leave every parameter finite (writes nothing)"""
-    scalars = _float32_scalars(beta1, beta2, step_size, bias_correction2_sqrt, eps, weight_decay)
     bad = 0
     for i in range(values.shape[0]):
         new = _adam_element(values[i], grad[i], exp_avg[i], exp_avg_sq[i], *scalars)[2]
