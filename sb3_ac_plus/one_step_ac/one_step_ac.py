@@ -161,11 +161,11 @@ class OneStepAC(OnPolicyAlgorithm):
           transitions in that order, each bounded by ObGD on its own. Every env-step moves the parameters as far as a
           step of a single env, and no update is computed from parameters another env's update has already moved
           (which ``"sum"`` does). At ``n_envs=1`` it is ``"sum"`` (and on the NumPy fast path every ``combine_envs``
-          runs the compiled call below with one row). On the NumPy fast path (ObGD or SGD, Categorical
+          runs the compiled call below with one row). On the NumPy fast path (ObGD, AdaptiveObGD or SGD, Categorical
           or Gaussian actions) the rows run in one compiled call, as fast as ``"sum"``; elsewhere (gSDE,
-          ``"adaptive_obgd"``, ``"optimizer"``, the torch path) it costs a forward and backward pass per env instead
-          of one batched pass. With ``update_rule="optimizer"`` it is one optimizer step per env, each on the
-          gradient at the parameters the previous step left.
+          ``"optimizer"``, the torch path) it costs a forward and backward pass per env instead of one batched pass.
+          With ``update_rule="optimizer"`` it is one optimizer step per env, each on the gradient at the parameters
+          the previous step left.
         - ``"sum"``: each env's update is bounded on its own (ObGD), all computed with the parameters of the step's
           start, and added (the former default).
         - ``"bounded_sum"``: the envs' updates are added and ObGD bounds the sum as a whole (one step size, as if the
@@ -973,9 +973,9 @@ class OneStepAC(OnPolicyAlgorithm):
     @property
     def _one_env_kernel(self) -> bool:
         """
-        Whether the one-step update of a single env runs as the compiled sequential kernel (one row): with one env every
-        ``combine_envs`` is the same update, and one compiled call computes it faster than the batched operations
-        (rounded differently, in the last bits).
+        Whether a single env's update of one row (a one-step update, or an n-step one with a single due state) runs as
+        the compiled sequential kernel: with one row every ``combine_envs`` is the same update, and one compiled call
+        computes it faster than the batched operations (rounded differently, in the last bits).
         """
         backend = self._backend
         return self.n_envs == 1 and isinstance(backend, NumpyBackend) and self._kernel_computes_sequential(backend)
@@ -1001,12 +1001,13 @@ class OneStepAC(OnPolicyAlgorithm):
         for state in (*traces, *moments):
             if state is not None:
                 state.begin_rows()
-        if isinstance(backend, NumpyBackend) and self._kernel_computes_sequential(backend) and rows.n_rows == 1:
+        kernel = isinstance(backend, NumpyBackend) and self._kernel_computes_sequential(backend)
+        if kernel and rows.n_rows == 1:
             # The kernel checks a row before it writes its parameters: with one row there is nothing to put back.
             return PendingUpdate(None, None, self._sequential_kernel(backend, rows, actor_lr, critic_lr), rows_in_place=1)
         saved_params = self._flat_params.clone()
         try:
-            if isinstance(backend, NumpyBackend) and self._kernel_computes_sequential(backend):
+            if kernel:
                 stats = self._sequential_kernel(backend, rows, actor_lr, critic_lr)
             else:
                 stats = self._sequential_rows(rows, actor_lr, critic_lr)
