@@ -1001,14 +1001,14 @@ class OneStepAC(OnPolicyAlgorithm):
         for state in (*traces, *moments):
             if state is not None:
                 state.begin_rows()
-        kernel = isinstance(backend, NumpyBackend) and self._kernel_computes_sequential(backend)
-        if kernel and rows.n_rows == 1:
+        kernel = backend if isinstance(backend, NumpyBackend) and self._kernel_computes_sequential(backend) else None
+        if kernel is not None and rows.n_rows == 1:
             # The kernel checks a row before it writes its parameters: with one row there is nothing to put back.
-            return PendingUpdate(None, None, self._sequential_kernel(backend, rows, actor_lr, critic_lr), rows_in_place=1)
+            return PendingUpdate(None, None, self._sequential_kernel(kernel, rows, actor_lr, critic_lr), rows_in_place=1)
         saved_params = self._flat_params.clone()
         try:
-            if kernel:
-                stats = self._sequential_kernel(backend, rows, actor_lr, critic_lr)
+            if kernel is not None:
+                stats = self._sequential_kernel(kernel, rows, actor_lr, critic_lr)
             else:
                 stats = self._sequential_rows(rows, actor_lr, critic_lr)
         except NonFiniteError:
