@@ -27,6 +27,7 @@ CONFIGS = {
         update_rule="optimizer", trace_lambda=0.0, learning_rate=1e-3, normalize_observations=False, normalize_rewards=False
     ),
     "adaptive-obgd-second-moments": dict(update_rule="adaptive_obgd"),
+    "adaptive-obgd-n-step-one-env": dict(update_rule="adaptive_obgd", n_steps=4, trace_lambda=0.0),
     "adaptive-obgd-torch-path-2-envs": dict(update_rule="adaptive_obgd", _fast=False, n_envs=2),
     "pink-noise-fast-path": dict(_env="Pendulum-v1", noise_beta=1.0),
     "red-noise-torch-path-2-envs": dict(_env="Pendulum-v1", noise_beta=2.0, _fast=False, n_envs=2),
