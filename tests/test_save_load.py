@@ -94,8 +94,12 @@ def test_resume_from_saved_model_equals_uninterrupted_run(name: str, tmp_path) -
     if uninterrupted._reward_scaler is not None:
         assert resumed._reward_scaler.stats.count == uninterrupted._reward_scaler.stats.count == 1400
     if uninterrupted._actor_moments is not None:
-        # one update per VecEnv step, or per env with combine_envs="sequential"
+        # one update per VecEnv step, or per env with combine_envs="sequential"; with one env's n-step windows, one per
+        # step with a due state (none while a window fills)
         updates = 1400 if resumed.combine_envs == "sequential" else 1400 // resumed.n_envs
+        if resumed.n_steps > 1 and resumed.n_envs == 1:
+            updates = uninterrupted._n_updates
+            assert 1000 < updates < 1400
         assert resumed._actor_moments.count == uninterrupted._actor_moments.count == updates
         assert th.equal(resumed._critic_moments.moments, uninterrupted._critic_moments.moments)
     if uninterrupted._colored_noise is not None:
