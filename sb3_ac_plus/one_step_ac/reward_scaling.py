@@ -25,6 +25,10 @@ class RewardScaler:
     A step is scaled first (:meth:`scale`, which changes nothing) and committed once its update is applied
     (:meth:`commit`), so that a refused update leaves the scaler as it was.
 
+    The first step is scaled with a variance of 1, whatever the number of envs: one env's first return is a single
+    sample, and the first returns of several envs are all equal wherever the reward is constant (CartPole's +1,
+    Acrobot's -1), so their sample variance of 0 would multiply that step's rewards by ``1 / sqrt(epsilon)``.
+
     :param n_envs: number of environments
     :param gamma: discount factor of the return whose spread is tracked
     :param epsilon: added to the variance to avoid dividing by zero
@@ -43,7 +47,8 @@ class RewardScaler:
         """
         returns = self.returns * self.gamma + rewards
         mean, var, count = merge_batch(self.stats.mean, self.stats.var, self.stats.count, returns)
-        scaled = (rewards / np.sqrt(var + self.epsilon)).astype(np.float32)
+        scale_var = var if self.stats.count > 0 else np.ones_like(var)
+        scaled = (rewards / np.sqrt(scale_var + self.epsilon)).astype(np.float32)
         return ScaledRewards(scaled, returns, mean, var, count)
 
     def commit(self, scaled: ScaledRewards, dones: np.ndarray) -> None:
