@@ -1,5 +1,9 @@
 """The compiled kernels of the NumPy backend against plain NumPy references."""
 
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 
@@ -85,3 +89,23 @@ def test_categorical_keeps_given_actions_without_draws() -> None:
     categorical(logits, np.zeros(0, dtype=np.float32), actions, log_probs, probs, log_prob, entropy)
     assert actions.tolist() == [2, 0]
     np.testing.assert_allclose(log_prob, _log_softmax(logits)[[0, 1], [2, 0]], rtol=1e-6)
+
+
+def test_numba_starts_when_a_fast_path_model_is_built_not_in_learn() -> None:
+    # A fresh process: numba's one-time start (its first compiled call) happens when OneStepAC builds a model the NumPy
+    # backend computes, and not for one it cannot (SB3's own ActorCriticPolicy takes the torch backend).
+    script = textwrap.dedent(
+        """
+        from stable_baselines3.common.policies import ActorCriticPolicy
+
+        from sb3_ac_plus import OneStepAC
+        from sb3_ac_plus.one_step_ac import kernel_options
+
+        OneStepAC(ActorCriticPolicy, "CartPole-v1", normalize_observations=False, seed=0)
+        print(len(kernel_options._identity.signatures))
+        OneStepAC("MlpPolicy", "CartPole-v1", seed=0)
+        print(len(kernel_options._identity.signatures))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["0", "1"]

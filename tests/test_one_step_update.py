@@ -477,11 +477,11 @@ def test_numpy_fast_path_gsde_gradients_equal_autograd(activation, layer_norm: b
 
 OPTIMIZER_CASES = {
     "adam": dict(),
-    "rmsprop": dict(policy_kwargs=dict(optimizer_class=th.optim.RMSprop)),
+    "rmsprop": dict(policy_kwargs=dict(optimizer_class=th.optim.RMSprop, optimizer_kwargs=dict(eps=1e-5))),
     "sgd-momentum": dict(
         learning_rate=1e-4, policy_kwargs=dict(optimizer_class=th.optim.SGD, optimizer_kwargs=dict(momentum=0.9))
     ),
-    "adam-gsde": dict(_env="Pendulum-v1", use_sde=True, sde_sample_freq=4, _steps=75),
+    "adam-gsde": dict(_env="Pendulum-v1", use_sde=True, sde_sample_freq=4, _steps=50),
     "adam-n-step": dict(_env="Pendulum-v1", n_steps=4),
 }
 
@@ -492,8 +492,11 @@ def test_numpy_and_torch_backends_train_the_same_with_a_torch_optimizer(case: st
     the flat vector (one tensor per group); the torch path steps it per parameter after autograd."""
     kwargs = dict(OPTIMIZER_CASES[case])
     env_id = kwargs.pop("_env", "CartPole-v1")
-    # Over longer runs the paths part by more than float rounding: with Adam and gSDE on Pendulum, after about 90
-    # updates (plain SGD stays within 1e-7 there); 2 x 75 steps of 3 envs stay before that.
+    # Over longer runs the paths part by more than float rounding, because a one-ulp difference grows through the
+    # updates: with Adam and gSDE on Pendulum the largest parameter difference is 9e-6 after 2 x 75 steps of 3 envs and
+    # 6e-5 after 2 x 100 (plain SGD stays within 1e-7), so that case runs 2 x 50. RMSprop with its default eps=1e-8
+    # turns a rounding-sized gradient (1e-9) into a step of lr / 10: 1.5e-5 apart after 2 x 25 steps already; eps=1e-5
+    # keeps such gradients at rounding size and the two paths within tolerance over 2 x 150.
     n_steps = kwargs.pop("_steps", 150)
     kwargs.setdefault("learning_rate", 1e-3)
     models = []
@@ -735,3 +738,88 @@ def test_each_trains_the_same_on_both_paths() -> None:
         model.learn(150, log_interval=None)
     assert models[0]._backend.name == "numpy" and models[1]._backend.name == "torch"
     assert _same_params(*models, atol=1e-5)
+
+
+ONE_ENV_ADAM_CASES = {
+    "categorical": dict(_env="CartPole-v1"),
+    "gaussian": dict(_env="Pendulum-v1"),
+    # Adam's steps on gSDE's gradients part the paths by more than rounding after about 90 updates (see above)
+    "gsde": dict(_env="Pendulum-v1", use_sde=True, sde_sample_freq=8, _steps=40),
+    # MountainCarContinuous's zoo block: here the NumPy operations themselves part from torch by 1e-4 within 80 updates
+    # (the kernel stays within 2e-7 of them), so the kernel is compared with the NumPy operations only
+    "gsde-no-entropy-mcc": dict(
+        _env="MountainCarContinuous-v0", use_sde=True, ent_coef=0.0, gamma=0.9999, _steps=40, _paths=("numpy",)
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(ONE_ENV_ADAM_CASES))
+def test_one_env_adam_update_is_one_compiled_call(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With one env, update_rule="optimizer" and Adam, the NumPy path's update is one compiled call (optimizer_row);
+    it trains as the NumPy operations and as torch (autograd, torch's Adam), within float rounding, Adam's state
+    included."""
+    from sb3_ac_plus.one_step_ac import one_step_ac as one_step_ac_module
+    from sb3_ac_plus.one_step_ac.flat_optimizer import FlatOptimizer
+
+    kwargs = dict(ONE_ENV_ADAM_CASES[case])
+    env_id = kwargs.pop("_env")
+    n_steps = kwargs.pop("_steps", 60)
+    compared = kwargs.pop("_paths", ("numpy", "torch"))
+    kwargs = dict(dict(learning_rate=1e-3, critic_learning_rate=3e-3, ent_coef=0.05), **kwargs)
+    calls: list[int] = []
+    row = one_step_ac_module.optimizer_row
+
+    def counted(*args):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        return row(*args)
+
+    monkeypatch.setattr(one_step_ac_module, "optimizer_row", counted)
+    models = {}
+    for path in ("kernel", "numpy", "torch"):
+        with monkeypatch.context() as patch:
+            if path == "numpy":
+                patch.setattr(FlatOptimizer, "groups_are", lambda self, slices: False)
+            model = OneStepAC(
+                "MlpPolicy", make_vec_env(env_id, seed=1), update_rule="optimizer", trace_lambda=0.0, seed=5, **kwargs
+            )
+            model._use_fast_path = path != "torch"
+            calls.clear()
+            model.learn(n_steps, log_interval=None)
+            model.learn(n_steps, log_interval=None, reset_num_timesteps=False)  # the state created, then linked again
+            assert len(calls) == (2 * n_steps if path == "kernel" else 0)
+        models[path] = model
+    kernel = models["kernel"]
+    assert float(kernel.policy.optimizer.state_dict()["state"][0]["step"]) == 2 * n_steps
+    start = OneStepAC("MlpPolicy", make_vec_env(env_id, seed=1), update_rule="optimizer", trace_lambda=0.0, seed=5, **kwargs)
+    assert float((kernel._flat_params - start._flat_params).abs().max()) > 1e-3  # it learned
+    for other in compared:
+        for a, b in zip(kernel._trained_params, models[other]._trained_params, strict=True):
+            assert th.allclose(a, b, rtol=1e-4, atol=1e-5), (other, (a - b).abs().max())
+        state_kernel, state_other = (m.policy.optimizer.state_dict()["state"] for m in (kernel, models[other]))
+        assert state_kernel.keys() == state_other.keys()
+        for index, entries in state_other.items():
+            for key, value in entries.items():
+                assert th.allclose(state_kernel[index][key], value, rtol=1e-3, atol=1e-6), (other, index, key)
+
+
+def test_adam_step_rounds_the_same_when_first_compiled_inside_the_one_env_kernel(tmp_path) -> None:
+    """numba compiles a kernel that sets no fastmath option with its caller's options: Adam's step, first compiled
+    (and cached) as part of optimizer_row, must still round as the NumPy operations, bit for bit."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from sb3_ac_plus import OneStepAC
+        OneStepAC("MlpPolicy", "Pendulum-v1", update_rule="optimizer", trace_lambda=0.0, seed=0).learn(2)
+        import test_one_step_update as tests
+        tests.test_compiled_adam_step_rounds_as_the_numpy_operations(dict(betas=(0.3, 0.8), eps=1e-5))
+        """
+    )
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))  # an empty cache: everything is compiled in this order
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, capture_output=True, text=True)

@@ -11,7 +11,7 @@ where even one tensor per group costs more in torch's bookkeeping than in arithm
 """
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch as th
 
@@ -173,19 +173,43 @@ class FlatOptimizer:
         :return: whether the step was applied
         """
         if self._numpy_step is not None:
-            for twin_group, lr in zip(self.twin.param_groups, learning_rates, strict=True):
-                twin_group["lr"] = lr
-            had_state = bool(self.twin.state)
-            if not self._numpy_step.checked_step():  # checks before it writes: nothing to save
-                if not had_state:
-                    self.twin.state.clear()  # the zero moments made for the refused step: none, as before it
-                return False
-            if not self._linked:
-                self._link()
-            return True
+            return self._checked_numpy_step(learning_rates, self._numpy_step.checked_step)  # nothing to save
         self.save(flat_params)
         self.raw_step(learning_rates)
         if math.isfinite(float(flat_params.sum())):  # one reduction: cheaper than isfinite().all() at this size
             return True
         self.restore(flat_params)
         return False
+
+    def groups_are(self, slices: Sequence[tuple[int, int]]) -> bool:
+        """:return: whether the step is NumPy's Adam (see :meth:`fused_step`) on param groups with exactly these slices"""
+        return self._numpy_step is not None and list(self.slices) == list(slices)
+
+    def fused_step(self, learning_rates: Sequence[float], update: Callable[[list[tuple]], bool]) -> bool:
+        """
+        One Adam step of every group computed by a compiled ``update`` (see
+        :meth:`~sb3_ac_plus.one_step_ac.numpy_adam.NumpyAdam.fused_step`), which checks before it writes: a refused
+        step changes nothing.
+
+        :param learning_rates: the step size of each param group
+        :param update: given each group's arguments of :func:`~sb3_ac_plus.one_step_ac.numpy_adam.adam_write`, computes
+            the gradient and applies the step; returns whether it did
+        :return: whether the step was applied
+        """
+        numpy_step = self._numpy_step
+        if numpy_step is None:
+            raise ValueError("FlatOptimizer.fused_step: the optimizer's step is not NumPy's Adam (see groups_are)")
+        return self._checked_numpy_step(learning_rates, lambda: numpy_step.fused_step(update))
+
+    def _checked_numpy_step(self, learning_rates: Sequence[float], run: Callable[[], bool]) -> bool:
+        """Set the groups' step sizes and run NumPy's Adam step (``run``); a refused first step leaves no state."""
+        for twin_group, lr in zip(self.twin.param_groups, learning_rates, strict=True):
+            twin_group["lr"] = lr
+        had_state = bool(self.twin.state)
+        if not run():
+            if not had_state:
+                self.twin.state.clear()  # the zero moments made for the refused step: none, as before it
+            return False
+        if not self._linked:
+            self._link()
+        return True

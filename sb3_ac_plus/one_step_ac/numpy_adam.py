@@ -9,6 +9,8 @@ over views of the torch optimizer's own parameters, gradients and state, so the 
 """
 
 import math
+from collections.abc import Callable
+
 import numpy as np
 import torch as th
 from numba import njit
@@ -112,6 +114,22 @@ class NumpyAdam:
             step_count += 1.0
         return True
 
+    def fused_step(self, update: Callable[[list[tuple]], bool]) -> bool:
+        """
+        One Adam step of every param group, computed by ``update`` (a compiled kernel that also writes the gradient
+        first): it is given each group's arguments of :func:`adam_write`, checks and writes them itself, and says whether
+        it applied the step. The step counts advance only if it did.
+
+        :param update: the update, called once
+        :return: whether the step was applied
+        """
+        group_steps = self._group_steps()
+        if not update([arguments for arguments, _ in group_steps]):
+            return False
+        for _, step_count in group_steps:
+            step_count += 1.0
+        return True
+
     def _group_steps(self) -> list[tuple[tuple, np.ndarray]]:
         """:return: per param group, the arguments of :func:`adam_write` for its next step, and its step count"""
         group_steps = []
@@ -126,7 +144,7 @@ class NumpyAdam:
         return group_steps
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=False)
 def _adam_element(
     value: np.float32,
     grad: np.float32,
@@ -178,9 +196,11 @@ def _float32_scalars(
     )
 
 
-# No fastmath in these two: each element rounds as torch's single-tensor Adam rounds it. Neither loop branches on the
-# data, so the compiler vectorises them as they are.
-@njit(cache=True, nogil=True, error_model="numpy")
+# No fastmath in these three: each element rounds as torch's single-tensor Adam rounds it. Neither loop branches on the
+# data, so the compiler vectorises them as they are. fastmath=False is explicit because numba gives a kernel that does not
+# set it its caller's flags: called from a kernel with FAST_SUMS (optimizer_kernels), the step would be compiled, and
+# cached, with reassociation, and round differently from one install to the next depending on which call came first.
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=False)
 def adam_write(
     values: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray, exp_avg_sq: np.ndarray, scalars: tuple
 ) -> None:  # pragma: no cover
@@ -198,7 +218,7 @@ def adam_write(
         values[i] = new
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=False)
 def adam_is_finite(
     values: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray, exp_avg_sq: np.ndarray, scalars: tuple
 ) -> bool:  # pragma: no cover

@@ -21,7 +21,10 @@ from sb3_ac_plus.one_step_ac.backend import ActorCriticBackend
 from sb3_ac_plus.one_step_ac.exploration import ColoredNoise, StateDependentNoise
 from sb3_ac_plus.one_step_ac.flat_optimizer import FlatOptimizer
 from sb3_ac_plus.one_step_ac.flat_parameters import flatten_parameters_, is_view_of
+from sb3_ac_plus.one_step_ac.head_kernels import CATEGORICAL, GAUSSIAN, SDE
+from sb3_ac_plus.one_step_ac.kernel_options import start_compiler
 from sb3_ac_plus.one_step_ac.numpy_backend import NumpyBackend, supports_fast_path
+from sb3_ac_plus.one_step_ac.optimizer_kernels import optimizer_row
 from sb3_ac_plus.one_step_ac.observations import all_finite, obs_row, obs_slice, stack_obs_rows, with_terminal_obs
 from sb3_ac_plus.one_step_ac.sequential_kernels import APPLIED, NON_FINITE_DELTA, NON_FINITE_GRADIENT, sequential_rows
 from sb3_ac_plus.one_step_ac.torch_backend import TorchBackend, actor_outputs, critic_values
@@ -37,6 +40,7 @@ from sb3_ac_plus.policies.streaming import StreamingActorCriticPolicy
 SelfOneStepAC = TypeVar("SelfOneStepAC", bound="OneStepAC")
 
 # Logged statistics, accumulated every update and averaged at each log.
+_NO_BOX_ACTION = np.zeros(0, dtype=np.float32)  # the compiled updates' Box action argument for Categorical actions
 _STAT_NAMES = ("td_error_abs", "critic_loss", "policy_loss", "entropy", "actor_step_size", "critic_step_size")
 
 
@@ -352,6 +356,9 @@ class OneStepAC(OnPolicyAlgorithm):
         self._use_fast_path = True  # tests switch it off to check the torch backend
         self._track_stats = False
         self._reset_log_stats()
+        if not self._shares_parameters and supports_fast_path(self.policy, self.observation_space, self.device):
+            # numba's one-time start in this process (about 0.4 s), when the model is built rather than in learn()
+            start_compiler()
 
     def _policy_arguments(self) -> dict[str, Any]:
         """The policy's keyword arguments: ``policy_kwargs``, gSDE and the observation normalisation OneStepAC asks for."""
@@ -449,6 +456,7 @@ class OneStepAC(OnPolicyAlgorithm):
     def _setup_backend(self) -> None:
         """The NumPy backend where it computes this configuration (see the class docstring), else the torch one."""
         self._flat_optimizer: FlatOptimizer | None = None
+        self._optimizer_kernel = False
         self._backend = TorchBackend(
             self.policy,
             self._actor_params,
@@ -468,6 +476,7 @@ class OneStepAC(OnPolicyAlgorithm):
         if self.update_rule == "optimizer":
             # The optimizer reads each parameter's .grad: views of one flat gradient the per-row updates write.
             self._flat_grad = th.zeros_like(self._flat_params)
+            self._flat_grad_numpy = self._flat_grad.numpy()
             self._grad_views = []
             offset = 0
             for param in self._trained_params:
@@ -475,6 +484,13 @@ class OneStepAC(OnPolicyAlgorithm):
                 offset += param.numel()
             if isinstance(self._backend, NumpyBackend):
                 self._flat_optimizer = FlatOptimizer.build(self.policy.optimizer, self._flat_params, self._flat_grad)
+        n_actor, n_params = self._flat_actor.numel(), self._flat_params.numel()
+        # One env's one-step update by NumPy's Adam on the [actor | critic] groups: one compiled call (optimizer_row).
+        self._optimizer_kernel = (
+            self.n_envs == 1
+            and self._flat_optimizer is not None
+            and self._flat_optimizer.groups_are([(0, n_actor), (n_actor, n_params)])
+        )
 
     def _excluded_save_params(self) -> list[str]:
         return [
@@ -760,10 +776,67 @@ class OneStepAC(OnPolicyAlgorithm):
         if self._sequential:
             self._commit(step, self._sequential_one_step(step, actions))
             return step
+        if self._optimizer_kernel:
+            self._commit(step, self._optimizer_kernel_update(step, actions))
+            return step
         values, next_values, critic = backend.values(self._obs_input, backend.observe(step.bootstrap_obs))
         delta = self._td_errors(step, values, next_values)
         self._commit(step, self._optimizer_update(actor, critic, delta))
         return step
+
+    def _optimizer_kernel_update(self, step: Transition, actions: np.ndarray) -> PendingUpdate:
+        """
+        :meth:`_optimizer_update` for one env in one compiled call
+        (:func:`~sb3_ac_plus.one_step_ac.optimizer_kernels.optimizer_row`): V(s) and V(s'), the TD error, the losses'
+        gradient (written into the flat gradient) and Adam's step, applied only if every new parameter is finite.
+        """
+        backend = self._backend
+        flat = self._flat_optimizer
+        assert isinstance(backend, NumpyBackend) and flat is not None
+        networks = backend.networks
+        actor, critic = networks.actor, networks.critic
+        kind = SDE if networks.sde else (GAUSSIAN if networks.gaussian else CATEGORICAL)
+        box_action = np.asarray(actions, dtype=np.float32).reshape(-1) if networks.gaussian else _NO_BOX_ACTION
+        discrete_action = 0 if networks.gaussian else int(actions[0])
+        obs = np.ascontiguousarray(self._obs_input, dtype=np.float32)
+        next_obs = np.ascontiguousarray(backend.observe(step.bootstrap_obs), dtype=np.float32)
+        discount = np.float32(0.0 if step.terminated[0] else self.gamma)
+        stats = np.empty(3, dtype=np.float64)
+        status = [APPLIED]
+
+        def update(groups: list[tuple]) -> bool:
+            status[0] = optimizer_row(
+                actor.params,
+                self._flat_grad_numpy,
+                backend.n_actor,
+                actor.layout,
+                actor.layer_norm,
+                actor.layer_norm_eps,
+                actor.negative_slope,
+                critic.layout,
+                critic.layer_norm,
+                critic.layer_norm_eps,
+                critic.negative_slope,
+                obs,
+                next_obs,
+                np.float32(step.learn_rewards[0]),
+                discount,
+                kind,
+                discrete_action,
+                box_action,
+                networks.log_std_offset,
+                networks.sde_epsilon,
+                self.ent_coef,
+                groups[0],
+                groups[1],
+                stats,
+            )
+            return status[0] == APPLIED
+
+        actor_lr, critic_lr = self._optimizer_step_sizes()
+        if not flat.fused_step([actor_lr, critic_lr], update):
+            raise self._kernel_error(status[0], 0)
+        return PendingUpdate(None, None, self._update_stats(stats[0:1], stats[1:2], stats[2:3], actor_lr, critic_lr))
 
     def _n_step_step(self, env: VecEnv) -> Transition:
         """One step of every env and the update of each state whose k-step return it completes (``n_steps > 1``)."""
@@ -1160,16 +1233,22 @@ class OneStepAC(OnPolicyAlgorithm):
             *self._kernel_moments(),
             stats,
         )
+        if status != APPLIED:
+            raise self._kernel_error(status, failed_row)
+        return self._update_stats(stats[:, 0], stats[:, 1], stats[:, 2], stats[:, 3], stats[:, 4])
+
+    def _kernel_error(self, status: int, row: int) -> NonFiniteError:
+        """:return: the error for a compiled update's failure ``status`` in ``row`` (nothing of it was applied)"""
         if status == NON_FINITE_DELTA:
-            raise NonFiniteError(
-                f"OneStepAC: non-finite TD error in row {failed_row} at step {self.num_timesteps} "
+            return NonFiniteError(
+                f"OneStepAC: non-finite TD error in row {row} at step {self.num_timesteps} "
                 "(the value estimates diverged; try smaller step sizes); the update was not applied"
             )
         if status == NON_FINITE_GRADIENT:
-            raise NonFiniteError(f"OneStepAC: non-finite gradient at step {self.num_timesteps}; the update was not applied")
-        if status != APPLIED:
-            raise self._unsafe_update_error()
-        return self._update_stats(stats[:, 0], stats[:, 1], stats[:, 2], stats[:, 3], stats[:, 4])
+            return NonFiniteError(f"OneStepAC: non-finite gradient at step {self.num_timesteps}; the update was not applied")
+        if self.update_rule == "optimizer":
+            return self._optimizer_step_error()
+        return self._unsafe_update_error()
 
     def _kernel_moments(self) -> tuple[np.ndarray, np.ndarray, int, float, float]:
         """The second-moment arguments of the sequential kernel: AdaptiveObGD's proposed moments, or empty arrays."""

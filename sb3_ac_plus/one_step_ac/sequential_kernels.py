@@ -20,7 +20,7 @@ from numba import njit
 
 from sb3_ac_plus.one_step_ac.kernel_options import FAST_SUMS
 from sb3_ac_plus.one_step_ac.mlp_kernels import mlp_backward, mlp_forward
-from sb3_ac_plus.one_step_ac.numpy_backend import _HALF_LOG_2PI
+from sb3_ac_plus.one_step_ac.head_kernels import CATEGORICAL, GAUSSIAN, actor_head
 from sb3_ac_plus.one_step_ac.trace_updates import MAX_UPDATE_NORM
 
 # What :func:`sequential_rows` returns: every row applied, or the kind of failure (nothing after it is applied).
@@ -191,34 +191,20 @@ def sequential_rows(
             return NON_FINITE_DELTA, r
         entropy_weight = ent_coef * (1.0 if delta > 0.0 else (-1.0 if delta < 0.0 else 0.0))
         mlp_forward(params, actor_layout, obs[r : r + 1], actor_norm, actor_eps, actor_slope, a_acts, a_pres, a_inv, head)
-        if gaussian:
-            log_prob = 0.0
-            entropy = 0.0
-            for j in range(n_out):
-                log_std = np.float64(params[log_std_offset + j])
-                noise = (np.float64(box_actions[r, j]) - head[0, j]) * math.exp(-log_std)
-                grad_out[0, j] = noise * math.exp(-log_std)
-                grads[0, log_std_offset + j] = noise * noise - 1.0 + entropy_weight
-                log_prob += -0.5 * noise * noise - log_std - _HALF_LOG_2PI
-                entropy += 0.5 + _HALF_LOG_2PI + log_std
-        else:
-            top = np.float64(head[0, 0])
-            for j in range(1, n_out):
-                top = max(top, np.float64(head[0, j]))
-            total = 0.0
-            for j in range(n_out):
-                total += math.exp(np.float64(head[0, j]) - top)
-            log_total = math.log(total)
-            entropy = 0.0
-            for j in range(n_out):
-                log_probs[j] = np.float64(head[0, j]) - top - log_total
-                entropy -= math.exp(log_probs[j]) * log_probs[j]
-            action = discrete_actions[r]
-            log_prob = log_probs[action]
-            for j in range(n_out):
-                p = math.exp(log_probs[j])
-                # d log p_a / d logits_j = 1[j = a] - p_j ; d H / d logits_j = -p_j (log p_j + H)
-                grad_out[0, j] = (1.0 if j == action else 0.0) - p - entropy_weight * p * (log_probs[j] + entropy)
+        log_prob, entropy = actor_head(
+            GAUSSIAN if gaussian else CATEGORICAL,
+            head[0],
+            head[0],
+            params,
+            log_std_offset,
+            0.0,
+            entropy_weight,
+            discrete_actions[r] if not gaussian else 0,
+            box_actions[r] if gaussian else head[0],
+            log_probs,
+            grad_out[0],
+            grads[0],
+        )
         mlp_backward(params, actor_layout, grad_out, actor_norm, actor_slope, a_acts, a_pres, a_inv, grads)
         mlp_backward(params, critic_layout, critic_grad_out, critic_norm, critic_slope, c_acts, c_pres, c_inv, grads)
         total = 0.0
