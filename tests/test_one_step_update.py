@@ -475,6 +475,28 @@ def test_numpy_fast_path_gsde_gradients_equal_autograd(activation, layer_norm: b
     assert np.allclose(again["noise"], state["noise"], atol=1e-5) and np.allclose(again["std"], state["std"])
 
 
+@pytest.mark.parametrize("use_sde", [True, False])
+def test_acting_without_the_state_draws_the_same_actions(use_sde: bool) -> None:
+    """The compiled updates recompute the actor's pass, so they act with ``with_state=False``: the same actions (and
+    the same draws from the generator), no Gaussian state."""
+    kwargs = dict(use_sde=True) if use_sde else dict()
+    env = make_vec_env("MountainCarContinuous-v0", n_envs=2, seed=0)
+    actions = []
+    for with_state in (True, False):
+        model = OneStepAC("MlpPolicy", env, seed=3, **kwargs)
+        model._setup_backend()
+        obs = np.random.default_rng(0).normal(size=(2, 2)).astype(np.float32)
+        noise = model._sde_noise.eps.numpy() if use_sde else None
+        backend = model._backend
+        first, state = backend.act(obs, noise, with_state=with_state)
+        second, _ = backend.act(obs, noise, with_state=with_state)
+        assert (state is None) != with_state
+        actions.append((first, second))
+    for got, expected in zip(actions[1], actions[0], strict=True):
+        assert np.array_equal(got, expected)
+    assert use_sde == np.array_equal(actions[0][0], actions[0][1])  # white noise: two draws; gSDE: the same matrices
+
+
 OPTIMIZER_CASES = {
     "adam": dict(),
     "rmsprop": dict(policy_kwargs=dict(optimizer_class=th.optim.RMSprop, optimizer_kwargs=dict(eps=1e-5))),

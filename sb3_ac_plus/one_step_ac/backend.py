@@ -22,10 +22,12 @@ class ActorCriticBackend(Protocol):
     def observe(self, raw_obs: Any) -> Any:
         """:return: the networks' input for raw observations from the VecEnv (normalised with the current statistics)"""
 
-    def act(self, obs: Any, noise: Any = None) -> tuple[Any, Any]:
+    def act(self, obs: Any, noise: Any = None, with_state: bool = True) -> tuple[Any, Any]:
         """
         :param noise: the standard-normal draws of diagonal Gaussian actions ``(n_envs, action_dim)`` (NumPy), e.g.
             colored noise; None draws white noise with the backend's generator
+        :param with_state: whether the caller needs the actor's pass (False where the compiled update recomputes it:
+            a backend may then return None for it)
         :return: sampled actions ``(n_envs, ...)`` and what :meth:`row_gradients` needs of the actor's pass
         """
 

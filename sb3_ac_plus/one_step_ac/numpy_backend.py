@@ -200,8 +200,12 @@ class NumpyActorCritic:
         self._grads: np.ndarray | None = None
 
     def act(
-        self, obs: np.ndarray, generator: th.Generator | None = None, noise: np.ndarray | None = None
-    ) -> tuple[np.ndarray, dict[str, Any]]:
+        self,
+        obs: np.ndarray,
+        generator: th.Generator | None = None,
+        noise: np.ndarray | None = None,
+        with_state: bool = True,
+    ) -> tuple[np.ndarray, dict[str, Any] | None]:
         """
         Sample actions (with a torch generator, drawing what the torch backend draws) and keep what the update needs.
 
@@ -210,6 +214,7 @@ class NumpyActorCritic:
         :param noise: the standard-normal draws of Gaussian actions ``(n_envs, action_dim)``; None draws them. With
             gSDE, the standard-normal draws ``eps`` of each env's exploration matrix ``(n_envs, latent_dim,
             action_dim)`` (required): the action is ``mean + latent @ (std * eps)``, as SB3 samples it
+        :param with_state: False skips the Gaussian's state (None instead), for a caller that does not use it
         :return: the actions and the actor's forward state
         """
         out, cache = self.actor.forward(obs)
@@ -218,12 +223,13 @@ class NumpyActorCritic:
                 raise ValueError("gSDE: act() needs the exploration matrices' draws (noise)")
             latent = cache.head_input
             offsets = np.einsum("rl,rla->ra", latent, np.exp(self.log_std) * noise).astype(np.float32)
-            return (out + offsets).astype(np.float32), self._sde_state(out, cache, offsets)
+            actions = (out + offsets).astype(np.float32)
+            return actions, (self._sde_state(out, cache, offsets) if with_state else None)
         if self.gaussian:
             if noise is None:
                 noise = th.randn(out.shape, generator=generator).numpy()
             actions = (out + np.exp(self.log_std) * noise).astype(np.float32)
-            return actions, self._gaussian_state(out, cache, noise)
+            return actions, (self._gaussian_state(out, cache, noise) if with_state else None)
         uniform = th.rand((out.shape[0],), generator=generator).numpy()
         state = _categorical_state(out, cache, uniform, np.zeros(out.shape[0], dtype=np.intp))
         return state["actions"], state
@@ -373,8 +379,10 @@ class NumpyBackend:
             return np.asarray(raw_obs, dtype=np.float32)
         return self.stats.normalize_numpy(raw_obs)
 
-    def act(self, obs: np.ndarray, noise: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, Any]]:
-        return self.networks.act(obs, self.generator, noise)
+    def act(
+        self, obs: np.ndarray, noise: np.ndarray | None = None, with_state: bool = True
+    ) -> tuple[np.ndarray, dict[str, Any] | None]:
+        return self.networks.act(obs, self.generator, noise, with_state)
 
     def evaluate(self, obs: np.ndarray, actions: np.ndarray) -> dict[str, Any]:
         return self.networks.evaluate(obs, actions)

@@ -740,9 +740,10 @@ class OneStepAC(OnPolicyAlgorithm):
         """One step of every env and its update, with ObGD's bounded step or plain SGD, and eligibility traces."""
         backend = self._backend
         assert backend is not None
-        actions, actor = backend.act(self._obs_input, self._exploration_noise())
+        compiled = self._sequential or self._one_env_kernel  # the compiled call recomputes the actor's pass
+        actions, actor = backend.act(self._obs_input, self._exploration_noise(), with_state=not compiled)
         step = self._env_step(env, actions)
-        if self._sequential or self._one_env_kernel:
+        if compiled:
             self._commit(step, self._sequential_one_step(step, actions))
             return step
         # V(s) and V(s') in one pass, both with the parameters and statistics before this step's update.
@@ -771,7 +772,9 @@ class OneStepAC(OnPolicyAlgorithm):
         """One step of every env and its update by the policy's torch optimizer (``update_rule="optimizer"``)."""
         backend = self._backend
         assert backend is not None
-        actions, actor = backend.act(self._obs_input, self._exploration_noise())
+        actions, actor = backend.act(
+            self._obs_input, self._exploration_noise(), with_state=not (self._sequential or self._optimizer_kernel)
+        )
         step = self._env_step(env, actions)
         if self._sequential:
             self._commit(step, self._sequential_one_step(step, actions))

@@ -160,7 +160,9 @@ class TorchBackend:
     def observe(self, raw_obs: Any) -> th.Tensor | dict[str, th.Tensor]:
         return obs_as_tensor(raw_obs, self.policy.device)
 
-    def act(self, obs: th.Tensor | dict[str, th.Tensor], noise: Any = None) -> tuple[th.Tensor, ActorOutputs]:
+    def act(
+        self, obs: th.Tensor | dict[str, th.Tensor], noise: Any = None, with_state: bool = True
+    ) -> tuple[th.Tensor, ActorOutputs]:
         outputs = actor_outputs(self.policy, obs, generator=self.generator, noise=noise)
         return outputs.actions, outputs
 
