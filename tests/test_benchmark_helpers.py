@@ -73,3 +73,13 @@ def test_run_in_parallel_runs_every_label_and_seed():
     args = argparse.Namespace(env="E", seeds=2, budget=100, eval_freq=10, eval_episodes=3, workers=2)
     results = run_in_parallel(_label_seed_budget, ["a", "b"], args)
     assert results == {f"{label}/{seed}": f"{label}:E:{seed}:100:10:3" for label in "ab" for seed in range(2)}
+
+
+def test_block_speed_times_every_round_of_every_block_after_the_warmup():
+    from benchmarks.block_speed import block_speed
+
+    threads = th.get_num_threads()
+    times = block_speed("CartPole-v1", ["one_step_ac", "a2c"], steps=64, rounds=2, warmup=32)
+    assert list(times) == ["one_step_ac", "a2c"]
+    assert all(len(values) == 2 and all(0 < value < 1e6 for value in values) for values in times.values())
+    assert th.get_num_threads() == threads  # torch's thread count is put back
