@@ -652,6 +652,9 @@ def test_compiled_adam_step_rounds_as_the_numpy_operations(adam_kwargs: dict) ->
         reference.state[param].update(step=th.tensor(0.0), exp_avg=th.zeros_like(param), exp_avg_sq=th.zeros_like(param))
     rng = np.random.default_rng(2)
     for step in range(40):
+        if step == 20:  # the options change between steps (as a user's schedule may): the step follows them
+            for group in (*reference.param_groups, *optimizer.param_groups):
+                group.update(betas=(0.5, 0.9), eps=1e-6, weight_decay=0.05, lr=group["lr"] * 0.5)
         step_grad = th.as_tensor(rng.normal(scale=10.0 ** rng.integers(-4, 3), size=13).astype(np.float32))
         reference_grad.copy_(step_grad)
         grad.copy_(step_grad)
