@@ -15,6 +15,12 @@ rescaled so that each network computes the same function of the raw observation 
 of Pop-Art's "preserving outputs precisely"): with ``x_n = (x - mean) / std``, ``W' = W * std' / std`` column by column
 and ``b' = b + W (mean' - mean) / std``.
 
+*Stale actions* (variants ``lag-1``, ``lag-4``, ``lag-7``): one env acts with the parameters of that many updates
+before (each update still learns from the transition with the current parameters). With ``n_envs`` envs and
+``combine_envs="sequential"`` the k-th env's transition of a VecEnv step is learned k - 1 updates after the parameters
+it acted with (0 to 7 with 8 envs, 3.5 on average): these variants give one env that staleness alone, without the
+interleaving of 8 episodes.
+
 ``--n-envs`` above 1 runs that many envs (each VecEnv seeded as ``compare`` seeds them) with the defaults'
 ``combine_envs``.
 
@@ -27,9 +33,11 @@ return; results are saved as JSON.
 import argparse
 import json
 import statistics
+from collections import deque
 from pathlib import Path
 from typing import cast
 
+import numpy as np
 import torch as th
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
@@ -37,11 +45,12 @@ from stable_baselines3.common.env_util import make_vec_env
 from benchmarks.learning import run_in_parallel
 from sb3_ac_plus import OneStepAC
 from sb3_ac_plus.common.arguments import positive_int
+from sb3_ac_plus.one_step_ac.numpy_backend import NumpyBackend
 from sb3_ac_plus.policies.networks import MLP, ActorCriticMlpExtractor
 from sb3_ac_plus.evaluation.training import PeriodicEvaluation, make_eval_env
 from sb3_ac_plus.policies.observation_normalizer import RunningMeanStdBuffers
 
-VARIANTS = ["none", "both", "actor", "freeze-5000", "freeze-10000", "preserve"]
+VARIANTS = ["none", "both", "actor", "freeze-5000", "freeze-10000", "preserve", "lag-1", "lag-4", "lag-7"]
 DECAYED_BOUNDS = {"both": "ac", "actor": "a"}
 
 
@@ -137,6 +146,40 @@ class PreserveOutputs(BaseCallback):
         return True
 
 
+class LaggedActing(BaseCallback):
+    """
+    Makes the model act with its parameters of ``lag`` updates before (its NumPy backend's ``act``, one update per
+    act with one env); the updates themselves are unchanged.
+
+    :param lag: how many updates old the acting parameters are (0: the current ones)
+    """
+
+    def __init__(self, lag: int) -> None:
+        super().__init__()
+        self.lag = lag
+        self.history: deque[np.ndarray] = deque(maxlen=lag + 1)
+
+    def _on_training_start(self) -> None:
+        assert isinstance(self.model, OneStepAC) and isinstance(self.model._backend, NumpyBackend)
+        backend = self.model._backend
+        params = backend.networks.actor.params  # the flat parameter vector the actor's pass reads
+        act = backend.act
+
+        def lagged_act(obs: np.ndarray, noise: np.ndarray | None = None, with_state: bool = True) -> tuple:
+            current = params.copy()
+            self.history.append(current)
+            params[:] = self.history[0]  # the oldest kept: ``lag`` acts (updates) ago, or the first ones
+            try:
+                return act(obs, noise, with_state)
+            finally:
+                params[:] = current
+
+        backend.act = lagged_act  # type: ignore[method-assign]
+
+    def _on_step(self) -> bool:
+        return True
+
+
 def run_seed(variant: str, env_id: str, seed: int, budget: int, freq: int, episodes: int) -> list[float]:
     """:return: the evaluation returns of one seed, one per ``freq`` env steps (the untrained evaluation left out)"""
     th.set_num_threads(1)
@@ -151,6 +194,8 @@ def run_seed(variant: str, env_id: str, seed: int, budget: int, freq: int, episo
         callbacks.append(FreezeObservationStatistics(int(variant.removeprefix("freeze-"))))
     elif variant == "preserve":
         callbacks.append(PreserveOutputs())
+    elif variant.startswith("lag-"):
+        callbacks.append(LaggedActing(int(variant.removeprefix("lag-"))))
     model.learn(budget, callback=callbacks)
     return [float(point.mean_return) for point in evaluation.points if point.steps > 0]
 

@@ -83,3 +83,41 @@ def test_block_speed_times_every_round_of_every_block_after_the_warmup():
     assert list(times) == ["one_step_ac", "a2c"]
     assert all(len(values) == 2 and all(0 < value < 1e6 for value in values) for values in times.values())
     assert th.get_num_threads() == threads  # torch's thread count is put back
+
+
+def test_lagged_acting_acts_with_the_parameters_of_lag_updates_before():
+    from benchmarks.hold import LaggedActing
+
+    model = OneStepAC("MlpPolicy", "CartPole-v1", seed=0)
+    model._setup_backend()
+    backend = model._backend
+    params = backend.networks.actor.params
+    seen, current = [], []
+    act = backend.act
+
+    def recording_act(obs, noise=None, with_state=True):  # under the lag: what the actor's pass reads
+        seen.append(params.copy())
+        return act(obs, noise, with_state)
+
+    backend.act = recording_act
+    lagged = LaggedActing(lag=2)
+    original_training_start = lagged._on_training_start
+
+    def start_and_record() -> None:
+        original_training_start()
+        inner = backend.act
+
+        def outer(obs, noise=None, with_state=True):  # over the lag: the parameters of this update
+            current.append(params.copy())
+            return inner(obs, noise, with_state)
+
+        backend.act = outer
+
+    lagged._on_training_start = start_and_record
+    model._setup_backend = lambda: None  # keep the patched backend for learn()
+    model.learn(12, callback=lagged)
+    assert len(seen) == len(current) == 12
+    assert not np.array_equal(current[0], current[-1])  # it learned
+    for index in range(12):
+        assert np.array_equal(seen[index], current[max(index - 2, 0)])
+    assert np.array_equal(params, model._flat_params.numpy())  # the current parameters are back after acting
