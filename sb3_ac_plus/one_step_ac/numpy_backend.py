@@ -198,6 +198,19 @@ class NumpyActorCritic:
         self.log_std_offset = offsets[id(policy.log_std)] if self.gaussian else 0
         self.n_params = params.size
         self._grads: np.ndarray | None = None
+        # the two MLPs as the compiled updates take them (sequential_rows, optimizer_row): each one's layout,
+        # LayerNorm flag and epsilon, and LeakyReLU slope
+        actor, critic = self.actor, self.critic
+        self.kernel_mlps: tuple[np.ndarray, bool, float, float, np.ndarray, bool, float, float] = (
+            actor.layout,
+            actor.layer_norm,
+            actor.layer_norm_eps,
+            actor.negative_slope,
+            critic.layout,
+            critic.layer_norm,
+            critic.layer_norm_eps,
+            critic.negative_slope,
+        )
 
     def act(
         self,

@@ -797,7 +797,6 @@ class OneStepAC(OnPolicyAlgorithm):
         flat = self._flat_optimizer
         assert isinstance(backend, NumpyBackend) and flat is not None
         networks = backend.networks
-        actor, critic = networks.actor, networks.critic
         kind = SDE if networks.sde else (GAUSSIAN if networks.gaussian else CATEGORICAL)
         box_action = np.asarray(actions, dtype=np.float32).reshape(-1) if networks.gaussian else _NO_BOX_ACTION
         discrete_action = 0 if networks.gaussian else int(actions[0])
@@ -809,17 +808,10 @@ class OneStepAC(OnPolicyAlgorithm):
 
         def update(groups: list[tuple]) -> bool:
             status[0] = optimizer_row(
-                actor.params,
+                networks.actor.params,
                 self._flat_grad_numpy,
                 backend.n_actor,
-                actor.layout,
-                actor.layer_norm,
-                actor.layer_norm_eps,
-                actor.negative_slope,
-                critic.layout,
-                critic.layer_norm,
-                critic.layer_norm_eps,
-                critic.negative_slope,
+                *networks.kernel_mlps,
                 obs,
                 next_obs,
                 np.float32(step.learn_rewards[0]),
@@ -1192,7 +1184,6 @@ class OneStepAC(OnPolicyAlgorithm):
     def _sequential_kernel(self, backend: NumpyBackend, rows: Rows, actor_lr: float, critic_lr: float) -> list[float] | None:
         """:meth:`_sequential_update` in one compiled call (the NumPy backend's common policies, ObGD or SGD)."""
         networks = backend.networks
-        actor, critic = networks.actor, networks.critic
         n_rows = rows.n_rows
         actions = rows.actions
         if self._actor_traces is not None and self._critic_traces is not None and rows.trace_index is not None:
@@ -1204,16 +1195,9 @@ class OneStepAC(OnPolicyAlgorithm):
         gaussian = networks.gaussian
         stats = np.empty((n_rows, 5), dtype=np.float64)
         status, failed_row = sequential_rows(
-            actor.params,
+            networks.actor.params,
             backend.n_actor,
-            actor.layout,
-            actor.layer_norm,
-            actor.layer_norm_eps,
-            actor.negative_slope,
-            critic.layout,
-            critic.layer_norm,
-            critic.layer_norm_eps,
-            critic.negative_slope,
+            *networks.kernel_mlps,
             np.ascontiguousarray(rows.obs, dtype=np.float32),
             np.ascontiguousarray(rows.next_obs, dtype=np.float32),
             np.asarray(rows.next_index, dtype=np.int64),
