@@ -39,8 +39,8 @@ from sb3_ac_plus.policies.streaming import StreamingActorCriticPolicy
 
 SelfOneStepAC = TypeVar("SelfOneStepAC", bound="OneStepAC")
 
-# Logged statistics, accumulated every update and averaged at each log.
 _NO_BOX_ACTION = np.zeros(0, dtype=np.float32)  # the compiled updates' Box action argument for Categorical actions
+# Logged statistics, accumulated every update and averaged at each log.
 _STAT_NAMES = ("td_error_abs", "critic_loss", "policy_loss", "entropy", "actor_step_size", "critic_step_size")
 
 
