@@ -780,7 +780,7 @@ ONE_ENV_ADAM_CASES = {
 
 @pytest.mark.parametrize("case", list(ONE_ENV_ADAM_CASES))
 def test_one_env_adam_update_is_one_compiled_call(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """With one env, update_rule="optimizer" and Adam, the NumPy path's update is one compiled call (optimizer_row);
+    """With one env, update_rule="optimizer" and Adam, the NumPy path's update is one compiled call (optimizer_rows, one row);
     it trains as the NumPy operations and as torch (autograd, torch's Adam), within float rounding, Adam's state
     included."""
     from sb3_ac_plus.one_step_ac import one_step_ac as one_step_ac_module
@@ -792,13 +792,13 @@ def test_one_env_adam_update_is_one_compiled_call(case: str, monkeypatch: pytest
     compared = kwargs.pop("_paths", ("numpy", "torch"))
     kwargs = dict(dict(learning_rate=1e-3, critic_learning_rate=3e-3, ent_coef=0.05), **kwargs)
     calls: list[int] = []
-    row = one_step_ac_module.optimizer_row
+    rows = one_step_ac_module.optimizer_rows
 
     def counted(*args):  # type: ignore[no-untyped-def]
         calls.append(1)
-        return row(*args)
+        return rows(*args)
 
-    monkeypatch.setattr(one_step_ac_module, "optimizer_row", counted)
+    monkeypatch.setattr(one_step_ac_module, "optimizer_rows", counted)
     models = {}
     for path in ("kernel", "numpy", "torch"):
         with monkeypatch.context() as patch:
@@ -825,6 +825,78 @@ def test_one_env_adam_update_is_one_compiled_call(case: str, monkeypatch: pytest
         for index, entries in state_other.items():
             for key, value in entries.items():
                 assert th.allclose(state_kernel[index][key], value, rtol=1e-3, atol=1e-6), (other, index, key)
+
+
+@pytest.mark.parametrize(
+    "group",
+    [
+        dict(lr=1e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0),
+        dict(lr=3e-3, betas=(0.3, 0.8), eps=1e-5, weight_decay=0.01),
+    ],
+)
+def test_compiled_step_scalars_are_the_python_ones(group: dict) -> None:
+    """The compiled kernels compute Adam's per-step scalars themselves; they must be the ones the Python path gives
+    torch's rounding with, bit for bit, at every step count."""
+    from sb3_ac_plus.one_step_ac.numpy_adam import _step_scalars, step_scalars
+
+    hyper = np.array([group["lr"], *group["betas"], group["eps"], group["weight_decay"]], dtype=np.float64)
+    for step in [1.0, 2.0, 3.0, 10.0, 123.0, 4567.0, 1e6]:
+        compiled, python = step_scalars(hyper, step), _step_scalars(group, step)
+        assert len(compiled) == len(python)
+        for a, b in zip(compiled, python, strict=True):
+            assert a == b and (isinstance(b, (bool, np.bool_)) or np.float32(a) == b), (step, a, b)
+
+
+SEQUENTIAL_ADAM_CASES = {
+    "categorical": dict(_env="CartPole-v1"),
+    "gaussian": dict(_env="Pendulum-v1"),
+    "gsde": dict(_env="Pendulum-v1", use_sde=True, sde_sample_freq=8, _steps=40),
+}
+
+
+@pytest.mark.parametrize("case", list(SEQUENTIAL_ADAM_CASES))
+def test_sequential_adam_rows_are_compiled_calls(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With several envs, combine_envs="sequential" and NumPy's Adam, a VecEnv step's update is one compiled call
+    (optimizer_rows) that takes one Adam step per row, in env order, each at the parameters the rows before it left;
+    it trains as the NumPy operations and as torch, within float rounding."""
+    from sb3_ac_plus.one_step_ac import one_step_ac as one_step_ac_module
+    from sb3_ac_plus.one_step_ac.flat_optimizer import FlatOptimizer
+
+    kwargs = dict(SEQUENTIAL_ADAM_CASES[case])
+    env_id = kwargs.pop("_env")
+    n_steps = kwargs.pop("_steps", 60)
+    n_envs = 3
+    kwargs = dict(learning_rate=1e-3, critic_learning_rate=3e-3, ent_coef=0.05, combine_envs="sequential", **kwargs)
+    calls: list[int] = []
+    rows = one_step_ac_module.optimizer_rows
+
+    def counted(*args):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        return rows(*args)
+
+    monkeypatch.setattr(one_step_ac_module, "optimizer_rows", counted)
+
+    def model_on(path: str) -> OneStepAC:
+        with monkeypatch.context() as patch:
+            if path == "numpy":
+                patch.setattr(FlatOptimizer, "groups_are", lambda self, slices: False)
+            env = make_vec_env(env_id, n_envs=n_envs, seed=1)
+            model = OneStepAC("MlpPolicy", env, update_rule="optimizer", trace_lambda=0.0, seed=5, **kwargs)
+            model._use_fast_path = path != "torch"
+            calls.clear()
+            model.learn(n_envs * n_steps, log_interval=None)
+            assert len(calls) == (n_steps if path == "kernel" else 0)  # one call per VecEnv step
+            return model
+
+    models = {path: model_on(path) for path in ("kernel", "numpy", "torch")}
+    kernel = models["kernel"]
+    assert float(kernel.policy.optimizer.state_dict()["state"][0]["step"]) == n_envs * n_steps  # one step per row
+    env = make_vec_env(env_id, n_envs=n_envs, seed=1)
+    start = OneStepAC("MlpPolicy", env, update_rule="optimizer", trace_lambda=0.0, seed=5, **kwargs)
+    assert float((kernel._flat_params - start._flat_params).abs().max()) > 1e-3  # it learned
+    for other in ("numpy", "torch"):
+        for a, b in zip(kernel._trained_params, models[other]._trained_params, strict=True):
+            assert th.allclose(a, b, rtol=1e-4, atol=1e-5), (other, (a - b).abs().max())
 
 
 def test_adam_step_rounds_the_same_when_first_compiled_inside_the_one_env_kernel(tmp_path) -> None:

@@ -13,6 +13,7 @@ where even one tensor per group costs more in torch's bookkeeping than in arithm
 import math
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch as th
 
 from sb3_ac_plus.one_step_ac.numpy_adam import NumpyAdam, numpy_adam_supported
@@ -182,24 +183,33 @@ class FlatOptimizer:
         return False
 
     def groups_are(self, slices: Sequence[tuple[int, int]]) -> bool:
-        """:return: whether the step is NumPy's Adam (see :meth:`fused_step`) on param groups with exactly these slices"""
+        """:return: whether the step is NumPy's Adam (see :meth:`fused_steps`) on param groups with exactly these slices"""
         return self._numpy_step is not None and list(self.slices) == list(slices)
 
-    def fused_step(self, learning_rates: Sequence[float], update: Callable[[list[tuple]], bool]) -> bool:
+    def fused_steps(self, learning_rates: Sequence[float], update: Callable[[list[tuple], list[np.ndarray]], int]) -> int:
         """
-        One Adam step of every group computed by a compiled ``update`` (see
-        :meth:`~sb3_ac_plus.one_step_ac.numpy_adam.NumpyAdam.fused_step`), which checks before it writes: a refused
-        step changes nothing.
+        Adam steps of every group, one after the other, computed by a compiled ``update`` (see
+        :meth:`~sb3_ac_plus.one_step_ac.numpy_adam.NumpyAdam.fused_steps`) that stops at the first step it refuses.
+        The steps before a refused one stay applied: :meth:`save` before and :meth:`restore` after undo them all; a
+        refused first step changes nothing (nor leaves a state where there was none).
 
         :param learning_rates: the step size of each param group
-        :param update: given each group's arguments of :func:`~sb3_ac_plus.one_step_ac.numpy_adam.adam_write`, computes
-            the gradient and applies the step; returns whether it did
-        :return: whether the step was applied
+        :param update: given each group's views and hyperparameters, applies the steps in order and returns how many
+        :return: the steps applied
         """
         numpy_step = self._numpy_step
         if numpy_step is None:
-            raise ValueError("FlatOptimizer.fused_step: the optimizer's step is not NumPy's Adam (see groups_are)")
-        return self._checked_numpy_step(learning_rates, lambda: numpy_step.fused_step(update))
+            raise ValueError("FlatOptimizer.fused_steps: the optimizer's step is not NumPy's Adam (see groups_are)")
+        for twin_group, lr in zip(self.twin.param_groups, learning_rates, strict=True):
+            twin_group["lr"] = lr
+        had_state = bool(self.twin.state)
+        applied = numpy_step.fused_steps(update)
+        if not applied:
+            if not had_state:
+                self.twin.state.clear()  # the zero moments made for the refused step: none, as before it
+        elif not self._linked:
+            self._link()
+        return applied
 
     def _checked_numpy_step(self, learning_rates: Sequence[float], run: Callable[[], bool]) -> bool:
         """Set the groups' step sizes and run NumPy's Adam step (``run``); a refused first step leaves no state."""

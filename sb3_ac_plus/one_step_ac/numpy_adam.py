@@ -114,34 +114,50 @@ class NumpyAdam:
             step_count += 1.0
         return True
 
-    def fused_step(self, update: Callable[[list[tuple]], bool]) -> bool:
+    def fused_steps(self, update: Callable[[list[tuple], list[np.ndarray]], int]) -> int:
         """
-        One Adam step of every param group, computed by ``update`` (a compiled kernel that also writes the gradient
-        first): it is given each group's arguments of :func:`adam_write`, checks and writes them itself, and says whether
-        it applied the step. The step counts advance only if it did.
+        Adam steps of every param group, one after the other, computed by ``update`` (a compiled kernel that writes
+        each step's gradient first and computes each step's scalars with :func:`step_scalars`): it is given each group's
+        views (parameter, gradient, ``exp_avg``, ``exp_avg_sq``) and hyperparameters (:func:`step_scalars`'s ``hyper``,
+        with the step count before the first step), and returns how many steps it applied, in order. The step counts
+        advance by that many.
 
         :param update: the update, called once
-        :return: whether the step was applied
+        :return: the steps applied
         """
-        group_steps = self._group_steps()
-        if not update([arguments for arguments, _ in group_steps]):
-            return False
-        for _, step_count in group_steps:
-            step_count += 1.0
-        return True
+        counts, views, hypers = [], [], []
+        for index, group in enumerate(self.optimizer.param_groups):
+            values, grad, exp_avg, exp_avg_sq, step_count = self._views(index, group["params"][0])
+            counts.append(step_count)
+            views.append((values, grad, exp_avg, exp_avg_sq))
+            beta1, beta2 = group["betas"]
+            hyper = (group["lr"], beta1, beta2, group["eps"], float(group["weight_decay"]), float(step_count))
+            hypers.append(np.array(hyper, dtype=np.float64))
+        applied = update(views, hypers)
+        for step_count in counts:
+            step_count += float(applied)
+        return applied
 
     def _group_steps(self) -> list[tuple[tuple, np.ndarray]]:
         """:return: per param group, the arguments of :func:`adam_write` for its next step, and its step count"""
         group_steps = []
         for index, group in enumerate(self.optimizer.param_groups):
             values, grad, exp_avg, exp_avg_sq, step_count = self._views(index, group["params"][0])
-            step = float(step_count) + 1.0
-            beta1, beta2 = group["betas"]
-            step_size = group["lr"] / (1.0 - beta1**step)
-            correction = math.sqrt(1.0 - beta2**step)
-            scalars = _float32_scalars(beta1, beta2, step_size, correction, group["eps"], float(group["weight_decay"]))
+            scalars = _step_scalars(group, float(step_count) + 1.0)
             group_steps.append(((values, grad, exp_avg, exp_avg_sq, scalars), step_count))
         return group_steps
+
+
+def _step_scalars(group: dict, step: float) -> tuple:
+    """
+    :param group: an Adam param group
+    :param step: the step's count (1 at the first step)
+    :return: the step's scalars of :func:`adam_write` (:func:`_float32_scalars`)
+    """
+    beta1, beta2 = group["betas"]
+    step_size = group["lr"] / (1.0 - beta1**step)
+    correction = math.sqrt(1.0 - beta2**step)
+    return _float32_scalars(beta1, beta2, step_size, correction, group["eps"], float(group["weight_decay"]))
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=False)
@@ -168,6 +184,34 @@ def _adam_element(
     v = exp_avg_sq * beta2 + (g * one_minus_beta2) * g
     denom = np.float32(math.sqrt(np.float64(v))) / correction + eps
     return m, v, value + (m * neg_step) / denom
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=False)
+def step_scalars(hyper: np.ndarray, step: float) -> tuple:  # pragma: no cover (compiled)
+    """
+    :func:`_step_scalars` in a compiled kernel (the same float64 operations, so the same scalars, which a test checks).
+
+    :param hyper: ``[lr, beta1, beta2, eps, weight_decay, ...]``, float64
+    :param step: the step's count (1 at the first step)
+    :return: the step's scalars of :func:`adam_write`
+    """
+    lr, beta1, beta2, eps, weight_decay = hyper[0], hyper[1], hyper[2], hyper[3], hyper[4]
+    step_size = lr / (1.0 - beta1**step)
+    correction = math.sqrt(1.0 - beta2**step)
+    weight = 1.0 - beta1
+    small_weight = weight < 0.5
+    lerp_weight = np.float32(weight) if small_weight else np.float32(1.0 - weight)
+    return (
+        lerp_weight,
+        small_weight,
+        np.float32(beta2),
+        np.float32(1.0 - beta2),
+        np.float32(correction),
+        np.float32(eps),
+        np.float32(-step_size),
+        np.float32(weight_decay),
+        weight_decay != 0.0,
+    )
 
 
 def _float32_scalars(

@@ -24,7 +24,7 @@ from sb3_ac_plus.one_step_ac.flat_parameters import flatten_parameters_, is_view
 from sb3_ac_plus.one_step_ac.head_kernels import CATEGORICAL, GAUSSIAN, SDE
 from sb3_ac_plus.one_step_ac.kernel_options import start_compiler
 from sb3_ac_plus.one_step_ac.numpy_backend import NumpyBackend, supports_fast_path
-from sb3_ac_plus.one_step_ac.optimizer_kernels import optimizer_row
+from sb3_ac_plus.one_step_ac.optimizer_kernels import optimizer_rows
 from sb3_ac_plus.one_step_ac.observations import all_finite, obs_row, obs_slice, stack_obs_rows, with_terminal_obs
 from sb3_ac_plus.one_step_ac.sequential_kernels import APPLIED, NON_FINITE_DELTA, NON_FINITE_GRADIENT, sequential_rows
 from sb3_ac_plus.one_step_ac.torch_backend import TorchBackend, actor_outputs, critic_values
@@ -39,7 +39,7 @@ from sb3_ac_plus.policies.streaming import StreamingActorCriticPolicy
 
 SelfOneStepAC = TypeVar("SelfOneStepAC", bound="OneStepAC")
 
-_NO_BOX_ACTION = np.zeros(0, dtype=np.float32)  # the compiled updates' Box action argument for Categorical actions
+_ROW_0 = np.zeros(1, dtype=np.int64)  # one env's row bootstraps from its own next state
 # Logged statistics, accumulated every update and averaged at each log.
 _STAT_NAMES = ("td_error_abs", "critic_loss", "policy_loss", "entropy", "actor_step_size", "critic_step_size")
 
@@ -485,11 +485,10 @@ class OneStepAC(OnPolicyAlgorithm):
             if isinstance(self._backend, NumpyBackend):
                 self._flat_optimizer = FlatOptimizer.build(self.policy.optimizer, self._flat_params, self._flat_grad)
         n_actor, n_params = self._flat_actor.numel(), self._flat_params.numel()
-        # One env's one-step update by NumPy's Adam on the [actor | critic] groups: one compiled call (optimizer_row).
-        self._optimizer_kernel = (
-            self.n_envs == 1
-            and self._flat_optimizer is not None
-            and self._flat_optimizer.groups_are([(0, n_actor), (n_actor, n_params)])
+        # With NumPy's Adam on the [actor | critic] groups, one env's one-step update and a VecEnv step's rows with
+        # combine_envs="sequential" (one Adam step per row, in turn) are one compiled call (optimizer_rows).
+        self._optimizer_kernel = self._flat_optimizer is not None and self._flat_optimizer.groups_are(
+            [(0, n_actor), (n_actor, n_params)]
         )
 
     def _excluded_save_params(self) -> list[str]:
@@ -772,14 +771,15 @@ class OneStepAC(OnPolicyAlgorithm):
         """One step of every env and its update by the policy's torch optimizer (``update_rule="optimizer"``)."""
         backend = self._backend
         assert backend is not None
+        one_env_kernel = self._optimizer_kernel and self.n_envs == 1
         actions, actor = backend.act(
-            self._obs_input, self._exploration_noise(), with_state=not (self._sequential or self._optimizer_kernel)
+            self._obs_input, self._exploration_noise(), with_state=not (self._sequential or one_env_kernel)
         )
         step = self._env_step(env, actions)
         if self._sequential:
             self._commit(step, self._sequential_one_step(step, actions))
             return step
-        if self._optimizer_kernel:
+        if one_env_kernel:
             self._commit(step, self._optimizer_kernel_update(step, actions))
             return step
         values, next_values, critic = backend.values(self._obs_input, backend.observe(step.bootstrap_obs))
@@ -789,49 +789,73 @@ class OneStepAC(OnPolicyAlgorithm):
 
     def _optimizer_kernel_update(self, step: Transition, actions: np.ndarray) -> PendingUpdate:
         """
-        :meth:`_optimizer_update` for one env in one compiled call
-        (:func:`~sb3_ac_plus.one_step_ac.optimizer_kernels.optimizer_row`): V(s) and V(s'), the TD error, the losses'
-        gradient (written into the flat gradient) and Adam's step, applied only if every new parameter is finite.
+        :meth:`_optimizer_update` for one env in one compiled call (:meth:`_optimizer_kernel_rows` with one row): V(s)
+        and V(s'), the TD error, the losses' gradient (written into the flat gradient) and Adam's step, applied only if
+        every new parameter is finite.
+        """
+        backend = self._backend
+        assert isinstance(backend, NumpyBackend)
+        discounts = np.array([0.0 if step.terminated[0] else self.gamma], dtype=np.float32)
+        rows = Rows(self._obs_input, actions, step.learn_rewards, discounts, backend.observe(step.bootstrap_obs), _ROW_0, None)
+        actor_lr, critic_lr = self._optimizer_step_sizes()
+        stats = self._optimizer_kernel_rows(rows, actor_lr, critic_lr)
+        return PendingUpdate(None, None, self._update_stats(stats[:, 0], stats[:, 1], stats[:, 2], actor_lr, critic_lr))
+
+    def _optimizer_kernel_rows(self, rows: Rows, actor_lr: float, critic_lr: float) -> np.ndarray:
+        """
+        One Adam step per row, in order, each at the parameters the rows before it left, in one compiled call
+        (:func:`~sb3_ac_plus.one_step_ac.optimizer_kernels.optimizer_rows`): per row V(s) and V(s'), the TD error, the
+        losses' gradient (written into the flat gradient) and Adam's step, applied only if every new parameter is
+        finite. A refused row changes nothing itself; the rows before it stay applied (the caller undoes them).
+
+        :param rows: the transitions (NumPy, as the backend takes them)
+        :return: each row's ``delta``, ``log pi`` and entropy, ``(n_rows, 3)``
+        :raises NonFiniteError: naming the first row refused
         """
         backend = self._backend
         flat = self._flat_optimizer
         assert isinstance(backend, NumpyBackend) and flat is not None
         networks = backend.networks
+        n_rows = rows.n_rows
         kind = SDE if networks.sde else (GAUSSIAN if networks.gaussian else CATEGORICAL)
-        box_action = np.asarray(actions, dtype=np.float32).reshape(-1) if networks.gaussian else _NO_BOX_ACTION
-        discrete_action = 0 if networks.gaussian else int(actions[0])
-        obs = np.ascontiguousarray(self._obs_input, dtype=np.float32)
-        next_obs = np.ascontiguousarray(backend.observe(step.bootstrap_obs), dtype=np.float32)
-        discount = np.float32(0.0 if step.terminated[0] else self.gamma)
-        stats = np.empty(3, dtype=np.float64)
-        status = [APPLIED]
+        if networks.gaussian:
+            box_actions = np.asarray(rows.actions, dtype=np.float32).reshape(n_rows, -1)
+            discrete_actions = np.zeros(n_rows, dtype=np.int64)
+        else:
+            box_actions = np.zeros((n_rows, 0), dtype=np.float32)
+            discrete_actions = np.asarray(rows.actions, dtype=np.int64).reshape(-1)
+        stats = np.empty((n_rows, 3), dtype=np.float64)
+        result = [APPLIED, 0]
 
-        def update(groups: list[tuple]) -> bool:
-            status[0] = optimizer_row(
+        def update(views: list[tuple], hypers: list[np.ndarray]) -> int:
+            result[0], result[1] = optimizer_rows(
                 networks.actor.params,
                 self._flat_grad_numpy,
                 backend.n_actor,
                 *networks.kernel_mlps,
-                obs,
-                next_obs,
-                np.float32(step.learn_rewards[0]),
-                discount,
+                np.ascontiguousarray(rows.obs, dtype=np.float32),
+                np.ascontiguousarray(rows.next_obs, dtype=np.float32),
+                np.asarray(rows.next_index, dtype=np.int64),
+                np.asarray(rows.returns, dtype=np.float32),
+                np.asarray(rows.discounts, dtype=np.float32),
                 kind,
-                discrete_action,
-                box_action,
+                discrete_actions,
+                box_actions,
                 networks.log_std_offset,
                 networks.sde_epsilon,
                 self.ent_coef,
-                groups[0],
-                groups[1],
+                views[0],
+                views[1],
+                hypers[0],
+                hypers[1],
                 stats,
             )
-            return status[0] == APPLIED
+            return result[1]
 
-        actor_lr, critic_lr = self._optimizer_step_sizes()
-        if not flat.fused_step([actor_lr, critic_lr], update):
-            raise self._kernel_error(status[0], 0)
-        return PendingUpdate(None, None, self._update_stats(stats[0:1], stats[1:2], stats[2:3], actor_lr, critic_lr))
+        flat.fused_steps([actor_lr, critic_lr], update)
+        if result[0] != APPLIED:
+            raise self._kernel_error(result[0], result[1])
+        return stats
 
     def _n_step_step(self, env: VecEnv) -> Transition:
         """One step of every env and the update of each state whose k-step return it completes (``n_steps > 1``)."""
@@ -1141,7 +1165,8 @@ class OneStepAC(OnPolicyAlgorithm):
         """
         :meth:`_sequential_update` with ``update_rule="optimizer"``: one optimizer step per row, in order, each on the
         row's loss at the parameters the previous steps left; all of them undone (parameters and optimizer state) if
-        a row fails its checks.
+        a row fails its checks. With NumPy's Adam on the ``[actor | critic]`` groups each row is one compiled call, as
+        one env's update is.
         """
         actor_lr, critic_lr = self._optimizer_step_sizes()
         optimizer = self.policy.optimizer
@@ -1152,6 +1177,11 @@ class OneStepAC(OnPolicyAlgorithm):
             saved_params, saved_state = self._snapshot_optimizer()
         row_stats: list[list[float]] = []
         try:
+            if self._optimizer_kernel:
+                terms = self._optimizer_kernel_rows(rows, actor_lr, critic_lr)
+                return PendingUpdate(
+                    None, None, self._update_stats(terms[:, 0], terms[:, 1], terms[:, 2], actor_lr, critic_lr)
+                )
             for row in range(rows.n_rows):
                 delta, actor_grads, critic_grads, log_prob, entropy = self._row_terms(rows, row)
                 numpy_rows = isinstance(actor_grads, np.ndarray)

@@ -18,7 +18,7 @@ from numba import njit
 from sb3_ac_plus.one_step_ac.head_kernels import actor_head
 from sb3_ac_plus.one_step_ac.kernel_options import FAST_SUMS
 from sb3_ac_plus.one_step_ac.mlp_kernels import mlp_backward, mlp_forward
-from sb3_ac_plus.one_step_ac.numpy_adam import adam_is_finite, adam_write
+from sb3_ac_plus.one_step_ac.numpy_adam import adam_is_finite, adam_write, step_scalars
 from sb3_ac_plus.one_step_ac.sequential_kernels import APPLIED, NON_FINITE_DELTA, NON_FINITE_GRADIENT, UNSAFE_UPDATE
 
 
@@ -138,3 +138,85 @@ def optimizer_row(
     stats[1] = log_prob
     stats[2] = entropy
     return APPLIED
+
+
+@njit(cache=True, nogil=True)
+def optimizer_rows(
+    params: np.ndarray,
+    grad: np.ndarray,
+    n_actor: int,
+    actor_layout: np.ndarray,
+    actor_norm: bool,
+    actor_eps: float,
+    actor_slope: float,
+    critic_layout: np.ndarray,
+    critic_norm: bool,
+    critic_eps: float,
+    critic_slope: float,
+    obs: np.ndarray,
+    next_obs: np.ndarray,
+    next_index: np.ndarray,
+    rewards: np.ndarray,
+    discounts: np.ndarray,
+    kind: int,
+    discrete_actions: np.ndarray,
+    box_actions: np.ndarray,
+    log_std_offset: int,
+    sde_epsilon: float,
+    ent_coef: float,
+    actor_views: tuple,
+    critic_views: tuple,
+    actor_hyper: np.ndarray,
+    critic_hyper: np.ndarray,
+    stats: np.ndarray,
+) -> tuple[int, int]:  # pragma: no cover (compiled)
+    """
+    :func:`optimizer_row` for each row in turn, each at the parameters (and Adam's state) the rows before it left,
+    until a row is refused: ``combine_envs="sequential"`` with Adam.
+
+    :param obs: the rows' normalised states ``(n_rows, obs_dim)``; ``next_obs`` the states V(s') is computed at, row
+        ``next_index[i]`` for row ``i``
+    :param rewards: each row's (scaled) reward ``(n_rows,)``; ``discounts`` each row's discount of V(s')
+    :param discrete_actions: the rows' Categorical actions ``(n_rows,)``; ``box_actions`` their Box actions
+        ``(n_rows, action_dim)`` (one of the two is unused)
+    :param actor_views: the actor group's parameter, gradient, ``exp_avg`` and ``exp_avg_sq`` views; ``critic_views``
+        the critic's
+    :param actor_hyper: the actor group's Adam hyperparameters and step count before the first row (``hyper`` of
+        :func:`~sb3_ac_plus.one_step_ac.numpy_adam.step_scalars`, then the count); each row is one Adam step;
+        ``critic_hyper`` the critic's
+    :param stats: ``(n_rows, 3)`` float64, written for each row applied: ``delta``, ``log pi`` and the entropy
+    :return: :data:`APPLIED` or the refused row's failure, and the number of rows applied (those before it)
+    """
+    n_rows = obs.shape[0]
+    for row in range(n_rows):
+        target = next_index[row]
+        status = optimizer_row(
+            params,
+            grad,
+            n_actor,
+            actor_layout,
+            actor_norm,
+            actor_eps,
+            actor_slope,
+            critic_layout,
+            critic_norm,
+            critic_eps,
+            critic_slope,
+            obs[row : row + 1],
+            next_obs[target : target + 1],
+            rewards[row],
+            discounts[row],
+            kind,
+            discrete_actions[row],
+            box_actions[row],
+            log_std_offset,
+            sde_epsilon,
+            ent_coef,
+            # numba builds these tuples by concatenation (a starred tuple display is not one it compiles everywhere)
+            actor_views + (step_scalars(actor_hyper, actor_hyper[5] + row + 1.0),),  # noqa: RUF005
+            critic_views + (step_scalars(critic_hyper, critic_hyper[5] + row + 1.0),),  # noqa: RUF005
+            stats[row],
+        )
+        if status != APPLIED:
+            return status, row
+    return APPLIED, n_rows
