@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from sb3_ac_plus.common.running_statistics import merge_batch
 from sb3_ac_plus.one_step_ac.reward_scaling import RewardScaler
 
 GAMMA = 0.9
@@ -57,3 +58,25 @@ def test_scale_changes_nothing_until_committed() -> None:
     after = (scaler.returns, scaler.stats.mean, scaler.stats.var, scaler.stats.count)
     for old, new in zip(before, after, strict=True):
         np.testing.assert_array_equal(old, new)
+
+
+def test_one_env_scales_as_the_batch_formula_to_the_last_bit() -> None:
+    # One env's scaler computes in Python floats; the reference is the batch computation on one-element arrays. The
+    # statistics are compared too: a float64 difference may not show in the float32 rewards.
+    rng = np.random.default_rng(2)
+    scaler = RewardScaler(1, GAMMA)
+    returns, mean, var, count = np.zeros(1), np.zeros(()), np.ones(()), 0.0
+    for _ in range(200):
+        rewards = rng.normal(size=1).astype(np.float32)
+        dones = rng.random(1) < 0.05
+        scaled = scaler.scale(rewards)
+        scaler.commit(scaled, dones)
+        returns = returns * GAMMA + rewards
+        new_mean, new_var, new_count = merge_batch(mean, var, count, returns)
+        scale_var = new_var if count > 0 else np.ones_like(new_var)
+        np.testing.assert_array_equal(scaled.rewards, (rewards / np.sqrt(scale_var + 1e-8)).astype(np.float32))
+        mean, var, count = new_mean, new_var, new_count
+        returns = np.where(dones, 0.0, returns)
+        state = scaler.state()
+        assert (state["mean"], state["var"], state["count"]) == (mean, var, count)
+        np.testing.assert_array_equal(state["returns"], returns)

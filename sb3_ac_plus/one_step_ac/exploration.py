@@ -105,11 +105,19 @@ class StateDependentNoise:
         self.generator = generator
         shape = distribution.get_std(policy.log_std).shape
         self.eps = th.zeros((n_envs, *shape), device=policy.log_std.device)
+        self._eps_numpy: np.ndarray | None = None
         self.resample(np.arange(n_envs))
 
     @property
     def n_envs(self) -> int:
         return self.eps.shape[0]
+
+    @property
+    def eps_numpy(self) -> np.ndarray:
+        """``eps`` as a NumPy view (its memory: it follows :meth:`resample`), kept until :meth:`restore` replaces it"""
+        if self._eps_numpy is None:
+            self._eps_numpy = self.eps.numpy()
+        return self._eps_numpy
 
     def resample(self, env_indices: Sequence[int] | np.ndarray) -> None:
         """New matrices for the envs ``env_indices``."""
@@ -130,3 +138,4 @@ class StateDependentNoise:
 
     def restore(self, eps: np.ndarray) -> None:
         self.eps = th.as_tensor(eps, device=self.eps.device).clone()
+        self._eps_numpy = None

@@ -129,7 +129,8 @@ class _NumpyMLP:
         n_rows = x.shape[0]
         acts = np.empty((self.n_hidden + 1, n_rows, self.width), dtype=np.float32)
         pres = np.empty((self.n_hidden, n_rows, self.width), dtype=np.float32)
-        inv_stds = np.ones((self.n_hidden, n_rows), dtype=np.float32)
+        inv_stds = np.empty((self.n_hidden, n_rows), dtype=np.float32)
+        inv_stds.fill(1.0)  # np.ones costs twice as much
         out = np.empty((n_rows, self.n_out), dtype=np.float32)
         mlp_forward(
             self.params, self.layout, x, self.layer_norm, self.layer_norm_eps, self.negative_slope, acts, pres, inv_stds, out

@@ -9,6 +9,7 @@ from stable_baselines3.common.preprocessing import is_image_space
 from torch import nn
 
 from sb3_ac_plus.common.running_statistics import merge_batch
+from sb3_ac_plus.policies.normalizer_kernels import merge_row_, normalize_rows
 
 _WHOLE_OBSERVATION = "obs"  # the statistics' name when the observation is not a Dict
 
@@ -51,18 +52,20 @@ class RunningMeanStdBuffers(nn.Module):
         self.register_buffer("count", th.zeros((), dtype=th.float64))
         self.clip_obs = clip_obs
         self.epsilon = epsilon
-        # NumPy views of the buffers and sqrt(var + epsilon), until the buffers are replaced or loaded.
+        # NumPy views of the buffers and sqrt(var + epsilon), until the buffers are replaced or loaded; and the same
+        # flattened (the count as one element), as the compiled kernels take them.
         self._numpy: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._flat: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_numpy": None}  # a copy makes views of its own buffers
+        return {**self.__dict__, "_numpy": None, "_flat": None}  # a copy makes views of its own buffers
 
     def _apply(self, fn: Any, recurse: bool = True) -> "RunningMeanStdBuffers":
-        self._numpy = None  # .to(), .double(), ... may replace the buffers
+        self._numpy = self._flat = None  # .to(), .double(), ... may replace the buffers
         return super()._apply(fn, recurse)
 
     def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
-        self._numpy = None
+        self._numpy = self._flat = None
         super()._load_from_state_dict(*args, **kwargs)
 
     def _numpy_state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -72,13 +75,23 @@ class RunningMeanStdBuffers(nn.Module):
         state = mean, var, count, np.sqrt(var + self.epsilon)
         if self.mean.device.type == "cpu":
             self._numpy = state  # views of the buffers' memory
+            if mean.dtype == var.dtype == count.dtype == np.float64:
+                self._flat = mean.reshape(-1), var.reshape(-1), count.reshape(1), state[3].reshape(-1)
         return state
+
+    @staticmethod
+    def _kernel_takes(obs: Any, mean: np.ndarray) -> bool:
+        """:return: whether the compiled kernels take ``obs``: a float array, a batch of observations shaped as ``mean``"""
+        return isinstance(obs, np.ndarray) and obs.dtype.kind == "f" and obs.shape[1:] == mean.shape
 
     def update(self, batch: np.ndarray) -> None:
         """
         :param batch: raw observations stacked along the first axis
         """
         mean, var, count, std = self._numpy_state()
+        if (flat := self._flat) is not None and self._kernel_takes(batch, mean) and batch.shape[0] == 1:
+            merge_row_(batch.reshape(-1), *flat, self.epsilon)  # the usual online case: one env
+            return
         new_mean, new_var, new_count = merge_batch(mean, var, float(count), batch)
         if self._numpy is not None:
             mean[...], var[...], count[...] = new_mean, new_var, new_count
@@ -103,6 +116,11 @@ class RunningMeanStdBuffers(nn.Module):
         :return: the same numbers as :meth:`forward` gives
         """
         mean, _, _, std = self._numpy_state()
+        if (flat := self._flat) is not None and self._kernel_takes(obs, mean):
+            out = np.empty(obs.shape, dtype=np.float32)
+            n_rows = obs.shape[0]
+            normalize_rows(obs.reshape(n_rows, -1), flat[0], flat[3], float(self.clip_obs), out.reshape(n_rows, -1))
+            return out
         normalized = (obs - mean) / std  # float64, as obs - mean promotes to the statistics' dtype
         np.minimum(normalized, self.clip_obs, out=normalized)
         np.maximum(normalized, -self.clip_obs, out=normalized)
