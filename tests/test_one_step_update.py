@@ -834,17 +834,34 @@ def test_one_env_adam_update_is_one_compiled_call(case: str, monkeypatch: pytest
         dict(lr=3e-3, betas=(0.3, 0.8), eps=1e-5, weight_decay=0.01),
     ],
 )
-def test_compiled_step_scalars_are_the_python_ones(group: dict) -> None:
-    """The compiled kernels compute Adam's per-step scalars themselves; they must be the ones the Python path gives
-    torch's rounding with, bit for bit, at every step count."""
+def test_compiled_step_scalars_are_torchs(group: dict) -> None:
+    """Every Adam step of the NumPy backend (compiled or not) takes its per-step scalars from step_scalars; they must
+    be the ones torch's single-tensor Adam computes in Python floats and rounds against a float32 tensor, bit for bit,
+    at every step count."""
     from sb3_ac_plus.one_step_ac.numpy_adam import _step_scalars, step_scalars
 
-    hyper = np.array([group["lr"], *group["betas"], group["eps"], group["weight_decay"]], dtype=np.float64)
+    beta1, beta2 = group["betas"]
+    hyper = np.array([group["lr"], beta1, beta2, group["eps"], group["weight_decay"]], dtype=np.float64)
     for step in [1.0, 2.0, 3.0, 10.0, 123.0, 4567.0, 1e6]:
+        # torch: exp_avg.lerp_(grad, 1 - beta1) (lerp's weight as its kernel takes it), exp_avg_sq.mul_(beta2)
+        # .addcmul_(grad, grad, value=1 - beta2), denom = exp_avg_sq.sqrt() / bias_correction2_sqrt + eps,
+        # param.addcdiv_(exp_avg, denom, value=-step_size), weight decay grad + weight_decay * param
+        weight = 1.0 - beta1
+        expected = (
+            np.float32(weight if weight < 0.5 else 1.0 - weight),
+            weight < 0.5,
+            np.float32(beta2),
+            np.float32(1.0 - beta2),
+            np.float32(math.sqrt(1.0 - beta2**step)),
+            np.float32(group["eps"]),
+            np.float32(-group["lr"] / (1.0 - beta1**step)),
+            np.float32(group["weight_decay"]),
+            group["weight_decay"] != 0.0,
+        )
         compiled, python = step_scalars(hyper, step), _step_scalars(group, step)
-        assert len(compiled) == len(python)
-        for a, b in zip(compiled, python, strict=True):
-            assert a == b and (isinstance(b, (bool, np.bool_)) or np.float32(a) == b), (step, a, b)
+        assert len(compiled) == len(python) == len(expected)
+        for a, b, c in zip(compiled, python, expected, strict=True):
+            assert type(b) is type(c) and b == c and np.float32(a) == c, (step, a, b, c)
 
 
 SEQUENTIAL_ADAM_CASES = {

@@ -160,12 +160,12 @@ def _step_scalars(group: dict, step: float) -> tuple:
     """
     :param group: an Adam param group
     :param step: the step's count (1 at the first step)
-    :return: the step's scalars of :func:`adam_write` (:func:`_float32_scalars`)
+    :return: the step's scalars of :func:`adam_write`, as :func:`step_scalars` computes them, each float as a NumPy
+        float32 (numba hands them back as Python floats, which :func:`adam_write` would take as float64)
     """
     beta1, beta2 = group["betas"]
-    step_size = group["lr"] / (1.0 - beta1**step)
-    correction = math.sqrt(1.0 - beta2**step)
-    return _float32_scalars(beta1, beta2, step_size, correction, group["eps"], float(group["weight_decay"]))
+    hyper = np.array([group["lr"], beta1, beta2, group["eps"], float(group["weight_decay"])], dtype=np.float64)
+    return tuple(value if isinstance(value, bool) else np.float32(value) for value in step_scalars(hyper, step))
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=False)
@@ -197,7 +197,10 @@ def _adam_element(
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=False)
 def step_scalars(hyper: np.ndarray, step: float) -> tuple:  # pragma: no cover (compiled)
     """
-    :func:`_step_scalars` in a compiled kernel (the same float64 operations, so the same scalars, which a test checks).
+    Adam's per-step scalars, computed in float64 as torch's single-tensor Adam computes them in Python floats
+    (``step_size = lr / (1 - beta1 ** step)``, ``sqrt(1 - beta2 ** step)``), then rounded to float32, as torch rounds
+    them against a float32 tensor (a test checks them against that formula, bit for bit), in the order
+    :func:`_adam_element` takes them.
 
     :param hyper: ``[lr, beta1, beta2, eps, weight_decay, ...]``, float64
     :param step: the step's count (1 at the first step)
@@ -222,32 +225,6 @@ def step_scalars(hyper: np.ndarray, step: float) -> tuple:  # pragma: no cover (
     )
 
 
-def _float32_scalars(
-    beta1: float, beta2: float, step_size: float, bias_correction2_sqrt: float, eps: float, weight_decay: float
-) -> tuple:
-    """
-    The step's scalars rounded to float32, as torch rounds them against a float32 tensor, in the order
-    :func:`_adam_element` takes them.
-
-    :param step_size: ``lr / (1 - beta1 ** step)``
-    :param bias_correction2_sqrt: ``sqrt(1 - beta2 ** step)``
-    """
-    weight = 1.0 - beta1
-    small_weight = weight < 0.5
-    lerp_weight = np.float32(weight) if small_weight else np.float32(1.0 - weight)
-    return (
-        lerp_weight,
-        small_weight,
-        np.float32(beta2),
-        np.float32(1.0 - beta2),
-        np.float32(bias_correction2_sqrt),
-        np.float32(eps),
-        np.float32(-step_size),
-        np.float32(weight_decay),
-        weight_decay != 0.0,
-    )
-
-
 # No fastmath in these three: each element rounds as torch's single-tensor Adam rounds it. Neither loop branches on the
 # data, so the compiler vectorises them as they are. fastmath=False is explicit because numba gives a kernel that does not
 # set it its caller's flags: called from a kernel with FAST_SUMS (optimizer_kernels), the step would be compiled, and
@@ -261,7 +238,7 @@ def adam_write(
     implementation (``exp_avg.lerp_(grad, 1 - beta1)``; ``exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 -
     beta2)``; ``param.addcdiv_(exp_avg, exp_avg_sq.sqrt() / bias_correction2_sqrt + eps, value=-step_size)``).
 
-    :param scalars: the step's scalars (:func:`_float32_scalars`)
+    :param scalars: the step's scalars (:func:`step_scalars`)
     """
     for i in range(values.shape[0]):
         m, v, new = _adam_element(values[i], grad[i], exp_avg[i], exp_avg_sq[i], *scalars)
