@@ -1,6 +1,35 @@
 """Running mean and variance of a stream of samples (Welford's algorithm, merged batch by batch with Chan's formula)."""
 
+from typing import TypeVar
+
 import numpy as np
+
+Sample = TypeVar("Sample", float, np.ndarray)
+
+
+def welford_step(mean: Sample, var: Sample, count: float, sample: Sample) -> tuple[Sample, Sample]:
+    """
+    The running mean and sample variance after one more sample (Welford's update), the one definition of it: on
+    Python floats (the reward scaler with one env), on arrays (:func:`merge_batch` with one sample) and compiled per
+    element (the observation normaliser's kernel), so all three give the same numbers to the last bit.
+
+    Until two samples have been seen the variance is 1 (the choice made by stream AC(lambda)).
+
+    :param mean: mean of the samples seen so far
+    :param var: their sample variance
+    :param count: how many were seen
+    :param sample: the new sample
+    :return: the new mean and variance
+    """
+    total = count + 1.0
+    diff = sample - mean
+    new_mean = mean + diff / total
+    if total < 2.0:
+        return new_mean, var * 0.0 + 1.0  # 1, as a float or an array of ones
+    sum_sq = diff * (sample - new_mean)
+    if count >= 2.0:
+        sum_sq = sum_sq + var * (count - 1.0)
+    return new_mean, sum_sq / (total - 1.0)
 
 
 def merge_batch(mean: np.ndarray, var: np.ndarray, count: float, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
@@ -20,14 +49,8 @@ def merge_batch(mean: np.ndarray, var: np.ndarray, count: float, batch: np.ndarr
     n_batch = batch.shape[0]
     total = count + n_batch
     if n_batch == 1:  # the usual online case: one env
-        diff = batch[0] - mean
-        new_mean = mean + diff / total
-        if total < 2:
-            return new_mean, np.ones_like(mean), total
-        sum_sq = diff * (batch[0] - new_mean)
-        if count >= 2:
-            sum_sq += var * (count - 1)
-        return new_mean, sum_sq / (total - 1), total
+        new_mean, new_var = welford_step(mean, var, count, batch[0])
+        return new_mean, new_var, total
     if n_batch == 0:
         return mean, var, count
     batch_mean = batch.mean(axis=0)

@@ -5,7 +5,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from sb3_ac_plus.common.running_statistics import RunningMeanStd, merge_batch
+from sb3_ac_plus.common.running_statistics import RunningMeanStd, merge_batch, welford_step
 
 
 class ScaledRewards(NamedTuple):
@@ -59,22 +59,13 @@ class RewardScaler:
         return ScaledRewards(scaled, returns, mean, var, count)
 
     def _scale_one(self, reward: float) -> ScaledRewards:
-        """:meth:`scale` for one env, in floats: :func:`merge_batch`'s one-sample case, operation for operation."""
-        count, mean = self.stats.count, float(self.stats.mean)
+        """:meth:`scale` for one env, in floats: :func:`welford_step`, as :func:`merge_batch` computes one sample."""
+        count = self.stats.count
         ret = float(self.returns[0]) * self.gamma + reward
-        total = count + 1.0
-        diff = ret - mean
-        new_mean = mean + diff / total
-        if total < 2:
-            new_var = 1.0
-        else:
-            sum_sq = diff * (ret - new_mean)
-            if count >= 2:
-                sum_sq += float(self.stats.var) * (count - 1)
-            new_var = sum_sq / (total - 1)
+        new_mean, new_var = welford_step(float(self.stats.mean), float(self.stats.var), count, ret)
         scale_var = new_var if count > 0 else 1.0
         scaled = np.array([reward / math.sqrt(scale_var + self.epsilon)], dtype=np.float32)
-        return ScaledRewards(scaled, np.array([ret]), np.array(new_mean), np.array(new_var), total)
+        return ScaledRewards(scaled, np.array([ret]), np.array(new_mean), np.array(new_var), count + 1.0)
 
     def commit(self, scaled: ScaledRewards, dones: np.ndarray) -> None:
         """

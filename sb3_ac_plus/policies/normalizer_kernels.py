@@ -2,16 +2,27 @@
 
 An online learner updates the statistics with one observation and normalises one or two observations at every step.
 On arrays of a few elements each NumPy operation costs about a microsecond of dispatch, and the update and the
-normalisation are about fifteen of them; these kernels do each in one call. They compute the same float64 operations
-in the same order as :func:`~sb3_ac_plus.common.running_statistics.merge_batch` (one sample) and
+normalisation are about fifteen of them; these kernels do each in one call. The update compiles
+:func:`~sb3_ac_plus.common.running_statistics.welford_step`, the one definition of the one-sample update, and the
+normalisation computes the same float64 operations in the same order as
 :meth:`~sb3_ac_plus.policies.observation_normalizer.RunningMeanStdBuffers.normalize_numpy`, with no reassociation, so
 they give the same numbers to the last bit (a test checks it).
 """
 
 import math
+from collections.abc import Callable
+from typing import cast
 
 import numpy as np
 from numba import njit
+
+from sb3_ac_plus.common.running_statistics import welford_step
+
+# the dispatcher's type hides the function's; numba compiles it for float64 scalars here
+_welford_step = cast(
+    Callable[[float, float, float, float], tuple[float, float]],
+    njit(inline="always", error_model="numpy", fastmath=False)(welford_step),
+)
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=False)
@@ -29,22 +40,12 @@ def merge_row_(
     :param epsilon: added to the variance in ``std``
     """
     seen = count[0]
-    total = seen + 1.0
     for j in range(mean.shape[0]):
-        value = np.float64(row[j])
-        diff = value - mean[j]
-        new_mean = mean[j] + diff / total
-        if total < 2.0:
-            new_var = 1.0
-        else:
-            sum_sq = diff * (value - new_mean)
-            if seen >= 2.0:
-                sum_sq += var[j] * (seen - 1.0)
-            new_var = sum_sq / (total - 1.0)
+        new_mean, new_var = _welford_step(mean[j], var[j], seen, np.float64(row[j]))
         mean[j] = new_mean
         var[j] = new_var
         std[j] = math.sqrt(new_var + epsilon)
-    count[0] = total
+    count[0] = seen + 1.0
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=False)
