@@ -21,6 +21,13 @@ before (each update still learns from the transition with the current parameters
 it acted with (0 to 7 with 8 envs, 3.5 on average): these variants give one env that staleness alone, without the
 interleaving of 8 episodes.
 
+*Episode depth* (variants ``truncate-100``, ``truncate-200``, ``truncate-300``, ``truncate-500``): the training envs'
+episodes are cut at that many steps (a time-limit truncation, from which OneStepAC bootstraps), while the evaluation
+episodes run to CartPole-v1's 500. With ``n_envs`` envs an env's episode gets one step per ``n_envs`` env steps, so
+reaching a given depth in an episode takes ``n_envs`` times the env steps it takes one env: these variants show how
+much the policy needs to see the late states of long episodes. ``truncate-500`` is the unchanged task built the same
+way (the control).
+
 ``--n-envs`` above 1 runs that many envs (each VecEnv seeded as ``compare`` seeds them) with the defaults'
 ``combine_envs``.
 
@@ -41,6 +48,7 @@ import numpy as np
 import torch as th
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.vec_env import VecEnv
 
 from benchmarks.learning import run_in_parallel
 from sb3_ac_plus import OneStepAC
@@ -51,6 +59,7 @@ from sb3_ac_plus.evaluation.training import PeriodicEvaluation, make_eval_env
 from sb3_ac_plus.policies.observation_normalizer import RunningMeanStdBuffers
 
 VARIANTS = ["none", "both", "actor", "freeze-5000", "freeze-10000", "preserve", "lag-1", "lag-4", "lag-7"]
+VARIANTS += ["truncate-100", "truncate-200", "truncate-300", "truncate-500"]
 DECAYED_BOUNDS = {"both": "ac", "actor": "a"}
 
 
@@ -184,7 +193,12 @@ def run_seed(variant: str, env_id: str, seed: int, budget: int, freq: int, episo
     """:return: the evaluation returns of one seed, one per ``freq`` env steps (the untrained evaluation left out)"""
     th.set_num_threads(1)
     env_id, _, n_envs = env_id.partition("@")
-    env = make_vec_env(env_id, n_envs=int(n_envs), seed=seed) if n_envs and int(n_envs) > 1 else env_id
+    env: str | VecEnv = env_id
+    if variant.startswith("truncate-"):
+        env_kwargs = {"max_episode_steps": int(variant.removeprefix("truncate-"))}
+        env = make_vec_env(env_id, n_envs=int(n_envs or 1), seed=seed, env_kwargs=env_kwargs)
+    elif n_envs and int(n_envs) > 1:
+        env = make_vec_env(env_id, n_envs=int(n_envs), seed=seed)
     model = OneStepAC("MlpPolicy", env, seed=seed)
     evaluation = PeriodicEvaluation(make_eval_env(model, env_id, seed), freq, episodes, budget=budget)
     callbacks: list[BaseCallback] = [evaluation]
