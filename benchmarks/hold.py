@@ -189,17 +189,22 @@ class LaggedActing(BaseCallback):
         return True
 
 
+def training_env(variant: str, env_id: str, n_envs: int, seed: int) -> str | VecEnv:
+    """
+    :return: the env a variant trains on: ``env_id`` itself for one env (OneStepAC makes it), else a VecEnv seeded as
+        ``compare`` seeds it; a ``truncate-N`` variant's episodes end at ``N`` steps (a time-limit truncation).
+    """
+    if variant.startswith("truncate-"):
+        env_kwargs = {"max_episode_steps": int(variant.removeprefix("truncate-"))}
+        return make_vec_env(env_id, n_envs=n_envs, seed=seed, env_kwargs=env_kwargs)
+    return make_vec_env(env_id, n_envs=n_envs, seed=seed) if n_envs > 1 else env_id
+
+
 def run_seed(variant: str, env_id: str, seed: int, budget: int, freq: int, episodes: int) -> list[float]:
     """:return: the evaluation returns of one seed, one per ``freq`` env steps (the untrained evaluation left out)"""
     th.set_num_threads(1)
     env_id, _, n_envs = env_id.partition("@")
-    env: str | VecEnv = env_id
-    if variant.startswith("truncate-"):
-        env_kwargs = {"max_episode_steps": int(variant.removeprefix("truncate-"))}
-        env = make_vec_env(env_id, n_envs=int(n_envs or 1), seed=seed, env_kwargs=env_kwargs)
-    elif n_envs and int(n_envs) > 1:
-        env = make_vec_env(env_id, n_envs=int(n_envs), seed=seed)
-    model = OneStepAC("MlpPolicy", env, seed=seed)
+    model = OneStepAC("MlpPolicy", training_env(variant, env_id, int(n_envs or 1), seed), seed=seed)
     evaluation = PeriodicEvaluation(make_eval_env(model, env_id, seed), freq, episodes, budget=budget)
     callbacks: list[BaseCallback] = [evaluation]
     if variant in DECAYED_BOUNDS:

@@ -121,3 +121,20 @@ def test_lagged_acting_acts_with_the_parameters_of_lag_updates_before():
     for index in range(12):
         assert np.array_equal(seen[index], current[max(index - 2, 0)])
     assert np.array_equal(params, model._flat_params.numpy())  # the current parameters are back after acting
+
+
+@pytest.mark.parametrize("n_envs", [1, 3])
+def test_truncate_variants_end_training_episodes_at_that_depth(n_envs: int) -> None:
+    from benchmarks.hold import training_env
+
+    env = training_env("truncate-7", "CartPole-v1", n_envs, seed=0)
+    assert not isinstance(env, str)  # one env too: a VecEnv with the cut
+    env.reset()
+    # Alternating pushes keep the pole up for far more than 7 steps: only the cut ends these episodes.
+    for step in range(1, 8):
+        _, _, dones, infos = env.step(np.full(n_envs, step % 2))
+        assert dones.all() == (step == 7) and dones.any() == (step == 7)
+    assert all(info["TimeLimit.truncated"] for info in infos)
+    assert training_env("none", "CartPole-v1", 1, seed=0) == "CartPole-v1"
+    unchanged = training_env("none", "CartPole-v1", 2, seed=0)
+    assert not isinstance(unchanged, str) and unchanged.num_envs == 2
