@@ -20,6 +20,10 @@ before (each update still learns from the transition with the current parameters
 ``combine_envs="sequential"`` the k-th env's transition of a VecEnv step is learned k - 1 updates after the parameters
 it acted with (0 to 7 with 8 envs, 3.5 on average): these variants give one env that staleness alone, without the
 interleaving of 8 episodes.
+Variants ``block-2``, ``block-4``, ``block-8``: one env acts in blocks of that many steps with the parameters of the
+block's start (the first step of a block with the current ones, the last with those of ``N - 1`` updates before):
+exactly the staleness of ``N`` envs' VecEnv step, on one env's stream, so that with ``--n-envs 1`` the variant
+differs from ``N`` envs by the interleaving of episodes alone.
 
 *Episode depth* (variants ``truncate-100``, ``truncate-200``, ``truncate-300``, ``truncate-500``): the training envs'
 episodes are cut at that many steps (a time-limit truncation, from which OneStepAC bootstraps), while the evaluation
@@ -60,6 +64,7 @@ from sb3_ac_plus.policies.observation_normalizer import RunningMeanStdBuffers
 
 VARIANTS = ["none", "both", "actor", "freeze-5000", "freeze-10000", "preserve", "lag-1", "lag-4", "lag-7"]
 VARIANTS += ["truncate-100", "truncate-200", "truncate-300", "truncate-500"]
+VARIANTS += ["block-2", "block-4", "block-8"]
 DECAYED_BOUNDS = {"both": "ac", "actor": "a"}
 
 
@@ -189,6 +194,45 @@ class LaggedActing(BaseCallback):
         return True
 
 
+class BlockActing(BaseCallback):
+    """
+    Makes one env act in blocks of ``block`` steps with the parameters of the block's start, as the envs of a VecEnv
+    step of ``block`` envs act with the parameters of the step's start; the updates themselves are unchanged, one after
+    every step, as with ``combine_envs="sequential"``. So the k-th step of a block acts with parameters k - 1 updates
+    old: the staleness pattern of ``block`` envs, on one env's stream of transitions.
+
+    :param block: the number of steps that act with the same parameters
+    """
+
+    def __init__(self, block: int) -> None:
+        super().__init__()
+        self.block = block
+        self.acts = 0
+
+    def _on_training_start(self) -> None:
+        assert isinstance(self.model, OneStepAC) and isinstance(self.model._backend, NumpyBackend)
+        backend = self.model._backend
+        params = backend.networks.actor.params  # the flat parameter vector the actor's pass reads
+        snapshot = params.copy()
+        act = backend.act
+
+        def block_act(obs: np.ndarray, noise: np.ndarray | None = None, with_state: bool = True) -> tuple:
+            if self.acts % self.block == 0:
+                snapshot[:] = params
+            self.acts += 1
+            current = params.copy()
+            params[:] = snapshot
+            try:
+                return act(obs, noise, with_state)
+            finally:
+                params[:] = current
+
+        backend.act = block_act  # type: ignore[method-assign]
+
+    def _on_step(self) -> bool:
+        return True
+
+
 def training_env(variant: str, env_id: str, n_envs: int, seed: int) -> str | VecEnv:
     """
     :return: the env a variant trains on: ``env_id`` itself for one env (OneStepAC makes it), else a VecEnv seeded as
@@ -215,6 +259,8 @@ def run_seed(variant: str, env_id: str, seed: int, budget: int, freq: int, episo
         callbacks.append(PreserveOutputs())
     elif variant.startswith("lag-"):
         callbacks.append(LaggedActing(int(variant.removeprefix("lag-"))))
+    elif variant.startswith("block-"):
+        callbacks.append(BlockActing(int(variant.removeprefix("block-"))))
     model.learn(budget, callback=callbacks)
     return [float(point.mean_return) for point in evaluation.points if point.steps > 0]
 
@@ -238,6 +284,7 @@ def main() -> None:
     parser.add_argument("--env", default="CartPole-v1")
     parser.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
     parser.add_argument("--seeds", type=positive_int, default=10)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
     parser.add_argument("--budget", type=positive_int, default=30_000, help="env steps per run")
     parser.add_argument("--eval-freq", type=positive_int, default=1000)
     parser.add_argument("--eval-episodes", type=positive_int, default=10)
@@ -260,8 +307,9 @@ def main() -> None:
     print("| variant | seeds reaching it (still at the end) | median steps to it | held | mean final return |")
     print("|---|---:|---:|---:|---:|")
     summaries = {}
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
     for variant in args.variants:
-        summary = summarise([curves[f"{variant}/{seed}"] for seed in range(args.seeds)], args.threshold, args.eval_freq)
+        summary = summarise([curves[f"{variant}/{seed}"] for seed in seeds], args.threshold, args.eval_freq)
         summaries[variant] = summary
         print(
             f"| {variant} | {summary['reached']}/{args.seeds} ({summary['at_end']}) | {summary['median_steps']:,.0f} | "

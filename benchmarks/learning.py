@@ -43,9 +43,11 @@ def run_in_parallel(
     :param run: one run (a module-level function, so that worker processes can load it)
     :param labels: what the runs compare (algorithms, variants)
     :param args: the command line: ``env``, ``seeds``, ``budget``, ``eval_freq``, ``eval_episodes``, ``workers``
+        (and ``first_seed``, 0 if it has none)
     :return: each run's result by ``"<label>/<seed>"``
     """
-    jobs = [(label, seed) for label in labels for seed in range(args.seeds)]
+    first = getattr(args, "first_seed", 0)
+    jobs = [(label, seed) for label in labels for seed in range(first, first + args.seeds)]
     with ProcessPoolExecutor(args.workers) as pool:
         futures = {
             job: pool.submit(run, job[0], args.env, job[1], args.budget, args.eval_freq, args.eval_episodes) for job in jobs

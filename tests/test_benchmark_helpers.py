@@ -138,3 +138,41 @@ def test_truncate_variants_end_training_episodes_at_that_depth(n_envs: int) -> N
     assert training_env("none", "CartPole-v1", 1, seed=0) == "CartPole-v1"
     unchanged = training_env("none", "CartPole-v1", 2, seed=0)
     assert not isinstance(unchanged, str) and unchanged.num_envs == 2
+
+
+def test_block_acting_acts_with_the_parameters_of_the_blocks_start():
+    from benchmarks.hold import BlockActing
+
+    model = OneStepAC("MlpPolicy", "CartPole-v1", seed=0)
+    model._setup_backend()
+    backend = model._backend
+    params = backend.networks.actor.params
+    seen, current = [], []
+    act = backend.act
+
+    def recording_act(obs, noise=None, with_state=True):  # under the block: what the actor's pass reads
+        seen.append(params.copy())
+        return act(obs, noise, with_state)
+
+    backend.act = recording_act
+    blocks = BlockActing(block=4)
+    original_training_start = blocks._on_training_start
+
+    def start_and_record() -> None:
+        original_training_start()
+        inner = backend.act
+
+        def outer(obs, noise=None, with_state=True):  # over the block: the parameters of this update
+            current.append(params.copy())
+            return inner(obs, noise, with_state)
+
+        backend.act = outer
+
+    blocks._on_training_start = start_and_record
+    model._setup_backend = lambda: None  # keep the patched backend for learn()
+    model.learn(12, callback=blocks)
+    assert len(seen) == len(current) == 12
+    assert len({current[index].tobytes() for index in range(12)}) == 12  # every step updated
+    for index in range(12):
+        assert np.array_equal(seen[index], current[index - index % 4])  # the k-th of a block: k - 1 updates old
+    assert np.array_equal(params, model._flat_params.numpy())  # the current parameters are back after acting
