@@ -160,18 +160,15 @@ class PreserveOutputs(BaseCallback):
         return True
 
 
-class LaggedActing(BaseCallback):
+class StaleActing(BaseCallback):
     """
-    Makes the model act with its parameters of ``lag`` updates before (its NumPy backend's ``act``, one update per
-    act with one env); the updates themselves are unchanged.
-
-    :param lag: how many updates old the acting parameters are (0: the current ones)
+    Makes the model act with other parameters than its current ones (its NumPy backend's ``act``, one update per act
+    with one env); the updates themselves are unchanged. Subclasses say which, in ``_acting_parameters``.
     """
 
-    def __init__(self, lag: int) -> None:
-        super().__init__()
-        self.lag = lag
-        self.history: deque[np.ndarray] = deque(maxlen=lag + 1)
+    def _acting_parameters(self, current: np.ndarray) -> np.ndarray:
+        """:return: the actor's parameters to act with, given a copy of the ``current`` ones (called once per act)"""
+        raise NotImplementedError
 
     def _on_training_start(self) -> None:
         assert isinstance(self.model, OneStepAC) and isinstance(self.model._backend, NumpyBackend)
@@ -179,22 +176,37 @@ class LaggedActing(BaseCallback):
         params = backend.networks.actor.params  # the flat parameter vector the actor's pass reads
         act = backend.act
 
-        def lagged_act(obs: np.ndarray, noise: np.ndarray | None = None, with_state: bool = True) -> tuple:
+        def stale_act(obs: np.ndarray, noise: np.ndarray | None = None, with_state: bool = True) -> tuple:
             current = params.copy()
-            self.history.append(current)
-            params[:] = self.history[0]  # the oldest kept: ``lag`` acts (updates) ago, or the first ones
+            params[:] = self._acting_parameters(current)
             try:
                 return act(obs, noise, with_state)
             finally:
                 params[:] = current
 
-        backend.act = lagged_act  # type: ignore[method-assign]
+        backend.act = stale_act  # type: ignore[method-assign]
 
     def _on_step(self) -> bool:
         return True
 
 
-class BlockActing(BaseCallback):
+class LaggedActing(StaleActing):
+    """
+    Makes the model act with its parameters of ``lag`` updates before.
+
+    :param lag: how many updates old the acting parameters are (0: the current ones)
+    """
+
+    def __init__(self, lag: int) -> None:
+        super().__init__()
+        self.history: deque[np.ndarray] = deque(maxlen=lag + 1)
+
+    def _acting_parameters(self, current: np.ndarray) -> np.ndarray:
+        self.history.append(current)
+        return self.history[0]  # the oldest kept: ``lag`` acts (updates) ago, or the first ones
+
+
+class BlockActing(StaleActing):
     """
     Makes one env act in blocks of ``block`` steps with the parameters of the block's start, as the envs of a VecEnv
     step of ``block`` envs act with the parameters of the step's start; the updates themselves are unchanged, one after
@@ -208,29 +220,13 @@ class BlockActing(BaseCallback):
         super().__init__()
         self.block = block
         self.acts = 0
+        self.start = np.empty(0)
 
-    def _on_training_start(self) -> None:
-        assert isinstance(self.model, OneStepAC) and isinstance(self.model._backend, NumpyBackend)
-        backend = self.model._backend
-        params = backend.networks.actor.params  # the flat parameter vector the actor's pass reads
-        snapshot = params.copy()
-        act = backend.act
-
-        def block_act(obs: np.ndarray, noise: np.ndarray | None = None, with_state: bool = True) -> tuple:
-            if self.acts % self.block == 0:
-                snapshot[:] = params
-            self.acts += 1
-            current = params.copy()
-            params[:] = snapshot
-            try:
-                return act(obs, noise, with_state)
-            finally:
-                params[:] = current
-
-        backend.act = block_act  # type: ignore[method-assign]
-
-    def _on_step(self) -> bool:
-        return True
+    def _acting_parameters(self, current: np.ndarray) -> np.ndarray:
+        if self.acts % self.block == 0:
+            self.start = current
+        self.acts += 1
+        return self.start
 
 
 def training_env(variant: str, env_id: str, n_envs: int, seed: int) -> str | VecEnv:

@@ -3,6 +3,7 @@ import argparse
 import numpy as np
 import pytest
 import torch as th
+from stable_baselines3.common.callbacks import BaseCallback
 
 from benchmarks.hold import FreezeObservationStatistics, KappaDecay, PreserveOutputs, summarise
 from benchmarks.learning import run_in_parallel
@@ -85,9 +86,8 @@ def test_block_speed_times_every_round_of_every_block_after_the_warmup():
     assert th.get_num_threads() == threads  # torch's thread count is put back
 
 
-def test_lagged_acting_acts_with_the_parameters_of_lag_updates_before():
-    from benchmarks.hold import LaggedActing
-
+def record_acting(callback: BaseCallback, steps: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """:return: per act of one env's ``learn(steps)`` with ``callback``: the parameters it acted with, and the update's"""
     model = OneStepAC("MlpPolicy", "CartPole-v1", seed=0)
     model._setup_backend()
     backend = model._backend
@@ -95,32 +95,46 @@ def test_lagged_acting_acts_with_the_parameters_of_lag_updates_before():
     seen, current = [], []
     act = backend.act
 
-    def recording_act(obs, noise=None, with_state=True):  # under the lag: what the actor's pass reads
+    def recording_act(obs, noise=None, with_state=True):  # under the callback: what the actor's pass reads
         seen.append(params.copy())
         return act(obs, noise, with_state)
 
     backend.act = recording_act
-    lagged = LaggedActing(lag=2)
-    original_training_start = lagged._on_training_start
+    original_training_start = callback._on_training_start
 
     def start_and_record() -> None:
         original_training_start()
         inner = backend.act
 
-        def outer(obs, noise=None, with_state=True):  # over the lag: the parameters of this update
+        def outer(obs, noise=None, with_state=True):  # over the callback: the parameters of this update
             current.append(params.copy())
             return inner(obs, noise, with_state)
 
         backend.act = outer
 
-    lagged._on_training_start = start_and_record
+    callback._on_training_start = start_and_record
     model._setup_backend = lambda: None  # keep the patched backend for learn()
-    model.learn(12, callback=lagged)
-    assert len(seen) == len(current) == 12
-    assert not np.array_equal(current[0], current[-1])  # it learned
+    model.learn(steps, callback=callback)
+    assert len(seen) == len(current) == steps
+    assert len({parameters.tobytes() for parameters in current}) == steps  # every step updated
+    assert np.array_equal(params, model._flat_params.numpy())  # the current parameters are back after acting
+    return seen, current
+
+
+def test_lagged_acting_acts_with_the_parameters_of_lag_updates_before():
+    from benchmarks.hold import LaggedActing
+
+    seen, current = record_acting(LaggedActing(lag=2), 12)
     for index in range(12):
         assert np.array_equal(seen[index], current[max(index - 2, 0)])
-    assert np.array_equal(params, model._flat_params.numpy())  # the current parameters are back after acting
+
+
+def test_block_acting_acts_with_the_parameters_of_the_blocks_start():
+    from benchmarks.hold import BlockActing
+
+    seen, current = record_acting(BlockActing(block=4), 12)
+    for index in range(12):
+        assert np.array_equal(seen[index], current[index - index % 4])  # the k-th of a block: k - 1 updates old
 
 
 @pytest.mark.parametrize("n_envs", [1, 3])
@@ -138,41 +152,3 @@ def test_truncate_variants_end_training_episodes_at_that_depth(n_envs: int) -> N
     assert training_env("none", "CartPole-v1", 1, seed=0) == "CartPole-v1"
     unchanged = training_env("none", "CartPole-v1", 2, seed=0)
     assert not isinstance(unchanged, str) and unchanged.num_envs == 2
-
-
-def test_block_acting_acts_with_the_parameters_of_the_blocks_start():
-    from benchmarks.hold import BlockActing
-
-    model = OneStepAC("MlpPolicy", "CartPole-v1", seed=0)
-    model._setup_backend()
-    backend = model._backend
-    params = backend.networks.actor.params
-    seen, current = [], []
-    act = backend.act
-
-    def recording_act(obs, noise=None, with_state=True):  # under the block: what the actor's pass reads
-        seen.append(params.copy())
-        return act(obs, noise, with_state)
-
-    backend.act = recording_act
-    blocks = BlockActing(block=4)
-    original_training_start = blocks._on_training_start
-
-    def start_and_record() -> None:
-        original_training_start()
-        inner = backend.act
-
-        def outer(obs, noise=None, with_state=True):  # over the block: the parameters of this update
-            current.append(params.copy())
-            return inner(obs, noise, with_state)
-
-        backend.act = outer
-
-    blocks._on_training_start = start_and_record
-    model._setup_backend = lambda: None  # keep the patched backend for learn()
-    model.learn(12, callback=blocks)
-    assert len(seen) == len(current) == 12
-    assert len({current[index].tobytes() for index in range(12)}) == 12  # every step updated
-    for index in range(12):
-        assert np.array_equal(seen[index], current[index - index % 4])  # the k-th of a block: k - 1 updates old
-    assert np.array_equal(params, model._flat_params.numpy())  # the current parameters are back after acting
