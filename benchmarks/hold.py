@@ -19,11 +19,10 @@ and ``b' = b + W (mean' - mean) / std``.
 before (each update still learns from the transition with the current parameters). With ``n_envs`` envs and
 ``combine_envs="sequential"`` the k-th env's transition of a VecEnv step is learned k - 1 updates after the parameters
 it acted with (0 to 7 with 8 envs, 3.5 on average): these variants give one env that staleness alone, without the
-interleaving of 8 episodes.
-Variants ``block-2``, ``block-4``, ``block-8``: one env acts in blocks of that many steps with the parameters of the
-block's start (the first step of a block with the current ones, the last with those of ``N - 1`` updates before):
-exactly the staleness of ``N`` envs' VecEnv step, on one env's stream, so that with ``--n-envs 1`` the variant
-differs from ``N`` envs by the interleaving of episodes alone.
+interleaving of 8 episodes. Variants ``block-2``, ``block-4``, ``block-8``: one env acts in blocks of that many
+steps with the parameters of the block's start (the first step of a block with the current ones, the last with those
+of ``N - 1`` updates before): exactly the staleness of ``N`` envs' VecEnv step, on one env's stream, so that with
+``--n-envs 1`` the variant differs from ``N`` envs by the interleaving of episodes alone.
 
 *Episode depth* (variants ``truncate-100``, ``truncate-200``, ``truncate-300``, ``truncate-500``): the training envs'
 episodes are cut at that many steps (a time-limit truncation, from which OneStepAC bootstraps), while the evaluation
