@@ -111,22 +111,21 @@ def test_one_step_ac_searches_exploration_noise_for_box_actions_only() -> None:
     from sb3_ac_plus.tuning.objective import Objective, TrialSettings
 
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    seen: dict[str, set] = {"noise_beta": set(), "use_sde": set(), "combine_envs": set(), "log_std_init": set()}
+    seen: dict[str, set] = {"noise_beta": set(), "use_sde": set(), "log_std_init": set()}
     for _ in range(40):
         trial = study.ask()
         kwargs = sample_hyperparameters(trial, "one_step_ac", continuous_actions=True)
         for key in seen:
             seen[key].add(kwargs["policy_kwargs"][key] if key == "log_std_init" else kwargs[key])
         assert not (kwargs["use_sde"] and kwargs["noise_beta"] > 0.0)  # one kind of correlated noise at a time
-        assert ("combine_envs" in trial.params) == (kwargs["n_envs"] > 1)
         study.tell(trial, 0.0)
     assert seen == {
         "noise_beta": {0.0, 0.5, 1.0, 2.0},
         "use_sde": {False, True},
-        "combine_envs": {"sum", "bounded_sum"},
         "log_std_init": {-2.0, -1.0, 0.0, 1.0},
     }
-    assert {"noise_beta", "use_sde", "combine_envs", "update_rule", "log_std_init"} <= set(searched_names("one_step_ac"))
+    assert {"noise_beta", "use_sde", "update_rule", "log_std_init"} <= set(searched_names("one_step_ac"))
+    assert "combine_envs" not in searched_names("one_step_ac")  # OneStepAC learns from a VecEnv's envs in turn
     discrete = sample_hyperparameters(study.ask(), "one_step_ac", continuous_actions=False)
     assert "log_std_init" not in discrete["policy_kwargs"] and not discrete["use_sde"] and discrete["noise_beta"] == 0.0
     fixed = sample_hyperparameters(study.ask(), "one_step_ac", {"log_std_init": -0.5}, continuous_actions=True)

@@ -139,7 +139,6 @@ def sample_one_step_ac(space: Space) -> dict[str, Any]:
     use_sde = space.categorical("use_sde", [False, True], when=continuous, otherwise=False)
     return {
         "n_envs": n_envs,
-        "combine_envs": space.categorical("combine_envs", ["sum", "bounded_sum"], when=n_envs > 1, otherwise="sum"),
         "update_rule": space.categorical("update_rule", ["obgd", "adaptive_obgd"]),
         "learning_rate": space.log_uniform("learning_rate", 0.03, 3.0),
         "critic_learning_rate": space.log_uniform("critic_learning_rate", 0.03, 3.0),
