@@ -8,7 +8,6 @@ from stable_baselines3.common.type_aliases import Schedule
 from torch import nn
 
 UPDATE_RULES = ("obgd", "adaptive_obgd", "sgd", "optimizer")
-COMBINE_ENVS = ("sum", "sequential", "bounded_sum", "mean", "each")
 
 _SUPPORTED_ACTION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
 _SUPPORTED_OBSERVATION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary, spaces.Dict)
@@ -23,13 +22,18 @@ def check_spaces(observation_space: spaces.Space, action_space: spaces.Space) ->
         raise ValueError(f"env: OneStepAC does not support the observation space {observation_space}; allowed: {allowed}")
 
 
+def _is_real(value: object) -> bool:
+    """Whether ``value`` is a real number (an int or a float, NumPy's included), not a bool or a string."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
 def _check_step_size(name: str, value: float | Schedule | None, allow_none: bool = False) -> None:
     if value is None:
         if not allow_none:
             raise ValueError(f"{name} must be a positive float or a schedule, got None")
         return
     start = value(1.0) if callable(value) else value
-    if not isinstance(start, (int, float)) or not math.isfinite(start) or start <= 0:
+    if not _is_real(start) or not math.isfinite(start) or start <= 0:
         raise ValueError(f"{name} must be a positive finite float (or a schedule giving one), got {start!r}")
 
 
@@ -43,7 +47,6 @@ def check_hyperparameters(
     update_rule: str,
     actor_kappa: float,
     critic_kappa: float,
-    combine_envs: str,
     sde_sample_freq: int,
     noise_beta: float,
     use_sde: bool,
@@ -55,29 +58,23 @@ def check_hyperparameters(
     if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 1:
         raise ValueError(f"n_steps must be an integer >= 1, got {n_steps!r}")
     for name, value in (("gamma", gamma), ("trace_lambda", trace_lambda)):
-        if not 0.0 <= value <= 1.0:
-            raise ValueError(f"{name} must be in [0, 1], got {value!r}")
-    if not (math.isfinite(ent_coef) and ent_coef >= 0.0):
+        if not _is_real(value) or not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name} must be a float in [0, 1], got {value!r}")
+    if not (_is_real(ent_coef) and math.isfinite(ent_coef) and ent_coef >= 0.0):
         raise ValueError(f"ent_coef must be a finite float >= 0, got {ent_coef!r}")
+    if not isinstance(use_sde, (bool, np.bool_)):
+        raise ValueError(f"use_sde must be True or False, got {use_sde!r}")
     if update_rule not in UPDATE_RULES:
         raise ValueError(f"update_rule must be one of {UPDATE_RULES}, got {update_rule!r}")
-    if combine_envs not in COMBINE_ENVS:
-        raise ValueError(f"combine_envs must be one of {COMBINE_ENVS}, got {combine_envs!r}")
-    if combine_envs == "each" and update_rule != "optimizer":
-        raise ValueError(
-            f"combine_envs='each' (one optimizer step per env) needs update_rule='optimizer', got {update_rule!r}; "
-            "with ObGD's bounded steps 'sum' already adds each env's own step"
-        )
     is_int = isinstance(sde_sample_freq, (int, np.integer)) and not isinstance(sde_sample_freq, bool)
     if not is_int or not (sde_sample_freq == -1 or sde_sample_freq >= 1):
         raise ValueError(f"sde_sample_freq must be an integer >= 1, or -1 (only at episode starts), got {sde_sample_freq!r}")
-    is_number = isinstance(noise_beta, (int, float)) and not isinstance(noise_beta, bool)
-    if not is_number or not (math.isfinite(noise_beta) and noise_beta >= 0.0):
+    if not _is_real(noise_beta) or not (math.isfinite(noise_beta) and noise_beta >= 0.0):
         raise ValueError(f"noise_beta must be a finite float >= 0 (0 white, 1 pink, 2 red noise), got {noise_beta!r}")
     if noise_beta > 0.0 and use_sde:
         raise ValueError(f"noise_beta={noise_beta} with use_sde=True: choose one kind of correlated exploration")
     for name, value in (("actor_kappa", actor_kappa), ("critic_kappa", critic_kappa), ("clip_obs", clip_obs)):
-        if not (math.isfinite(value) and value > 0.0):
+        if not (_is_real(value) and math.isfinite(value) and value > 0.0):
             raise ValueError(f"{name} must be a positive finite float, got {value!r}")
     if n_steps > 1 and trace_lambda > 0.0:
         raise ValueError(
@@ -102,3 +99,31 @@ def check_online_modules(policy: nn.Module) -> None:
                 "from one sample per env at a time, where batch statistics are meaningless; use LayerNorm instead "
                 "(nn.LayerNorm in a features extractor, or policy_kwargs=dict(layer_norm=True) for the MLPs)"
             )
+
+
+# Attributes that only one algorithm saves, to name the algorithm a model file that is not OneStepAC's comes from.
+_SAVED_ONLY_BY = (
+    ("clip_range", "PPO (or sb3-contrib's RecurrentPPO or MaskablePPO)"),
+    ("cg_max_steps", "sb3-contrib's TRPO"),
+    ("rms_prop_eps", "A2C"),
+    ("use_rms_prop", "A2C"),
+    ("target_entropy", "SAC (or sb3-contrib's TQC or CrossQ)"),
+    ("target_policy_noise", "TD3"),
+    ("exploration_fraction", "DQN (or sb3-contrib's QR-DQN)"),
+    ("n_sampled_goal", "HER"),
+)
+
+
+def saved_by(data: dict) -> str:
+    """:return: why a model file's saved ``data`` is not a OneStepAC model of this version, naming who saved it"""
+    for key, algorithm in _SAVED_ONLY_BY:
+        if key in data:
+            return f"this file holds a {algorithm} model, not a OneStepAC one: load it with that algorithm's load()"
+    if "_save_format" in data:
+        return (
+            f"this model was saved by another version of sb3-ac-plus (save format {data['_save_format']!r}, this "
+            "version reads 3) and cannot be loaded; train it again"
+        )
+    policy = data.get("policy_class")
+    name = getattr(policy, "__qualname__", policy)
+    return f"this file does not hold a OneStepAC model (its policy class is {name!r}): load it with the algorithm that saved it"

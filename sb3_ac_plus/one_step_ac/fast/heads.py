@@ -1,9 +1,8 @@
 """The actor head's part of a compiled update: log pi(a|s), the entropy and their gradients, for one row.
 
-Shared by the compiled updates (:mod:`~sb3_ac_plus.one_step_ac.sequential_kernels`,
-:mod:`~sb3_ac_plus.one_step_ac.optimizer_kernels`). They compute what the NumPy backend's
-:meth:`~sb3_ac_plus.one_step_ac.numpy_backend.NumpyActorCritic.gradients` computes for Categorical, diagonal Gaussian
-(state-independent std) and gSDE actions, in float64, rounded to float32 where they are stored.
+Shared by :mod:`~sb3_ac_plus.one_step_ac.fast.bounded_rows` and :mod:`~sb3_ac_plus.one_step_ac.fast.adam_rows`, for
+Categorical, diagonal Gaussian (state-independent std) and gSDE actions (SB3's formulas, as the reference reads them
+from the policy's distribution), in float64, rounded to float32 where they are stored.
 """
 
 import math
@@ -11,7 +10,7 @@ import math
 import numpy as np
 from numba import njit
 
-from sb3_ac_plus.one_step_ac.kernel_options import FAST_SUMS
+from sb3_ac_plus.one_step_ac.fast.compiler import FAST_SUMS
 
 # The action distributions, as the compiled updates take them.
 CATEGORICAL = 0

@@ -16,7 +16,7 @@ import math
 import numpy as np
 from numba import njit
 
-from sb3_ac_plus.one_step_ac.kernel_options import FAST_SUMS
+from sb3_ac_plus.one_step_ac.fast.compiler import FAST_SUMS
 
 
 @njit(cache=True, nogil=True, fastmath=FAST_SUMS)

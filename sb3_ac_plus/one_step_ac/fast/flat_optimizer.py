@@ -1,22 +1,18 @@
-"""The policy's torch optimizer, stepped on the flat parameter vector instead of parameter by parameter.
+"""The policy's Adam, stepped by the compiled update on the flat parameter vector.
 
-A torch optimizer's step costs tens of microseconds per parameter tensor in Python and dispatch, which at batch size
-one outweighs the update's arithmetic. OneStepAC's parameters are views of one vector, and each of the optimizer's
-two param groups (actor only; shared and critic) is a contiguous slice of it, so an elementwise optimizer (Adam,
-AdamW, RMSprop, SGD with momentum...) can step each group as one tensor. :class:`FlatOptimizer` does that with a twin
-of the policy's optimizer (same class, same hyperparameters) whose state is flat, and makes the policy optimizer's
+OneStepAC's parameters are views of one vector, and the optimizer's two param groups (actor only; shared and critic)
+are contiguous slices of it, so Adam can step each group as one vector. :class:`FlatOptimizer` keeps a twin of the
+policy's Adam (same hyperparameters) over those two slices, whose state is flat, and makes the policy optimizer's
 per-parameter state views of it: ``policy.optimizer`` keeps describing the same optimizer, and saves and loads as
-before. A plain Adam twin (the policies' default) is stepped in NumPy (:mod:`~sb3_ac_plus.one_step_ac.numpy_adam`),
-where even one tensor per group costs more in torch's bookkeeping than in arithmetic.
+before. Any other torch optimizer runs in the reference update (:mod:`~sb3_ac_plus.one_step_ac.reference`).
 """
 
-import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch as th
 
-from sb3_ac_plus.one_step_ac.numpy_adam import NumpyAdam, numpy_adam_supported
+from sb3_ac_plus.one_step_ac.fast.adam import NumpyAdam, numpy_adam_supported
 
 
 def _contiguous_slice(params: Sequence[th.Tensor], flat: th.Tensor) -> tuple[int, int] | None:
@@ -50,8 +46,7 @@ class FlatOptimizer:
         self.slices = slices
         self._linked = False
         self._saved: list[th.Tensor] | None = None
-        # Adam's step in NumPy where it computes the same (the default optimizer); torch's own step otherwise.
-        self._numpy_step = NumpyAdam(twin) if numpy_adam_supported(twin) else None
+        self._numpy_step = NumpyAdam(twin)
         self._link()
 
     @classmethod
@@ -77,7 +72,7 @@ class FlatOptimizer:
             view.grad = flat_grad[start:end]
             twin_groups.append({**{k: v for k, v in group.items() if k != "params"}, "params": [view]})
         twin = type(optimizer)(twin_groups, **optimizer.defaults)
-        return cls(optimizer, twin, slices)
+        return cls(optimizer, twin, slices) if numpy_adam_supported(twin) else None
 
     @staticmethod
     def _flattenable(optimizer: th.optim.Optimizer, params: Sequence[th.Tensor]) -> bool:
@@ -126,22 +121,6 @@ class FlatOptimizer:
     def _state_tensors(self) -> list[th.Tensor]:
         return [value for state in self.twin.state.values() for value in state.values()]
 
-    def raw_step(self, learning_rates: Sequence[float]) -> None:
-        """
-        One step of every group with the gradient in the flat gradient vector, unchecked (see :meth:`step`).
-
-        :param learning_rates: the step size of each param group (the caller keeps the policy optimizer's groups' own
-            ``lr`` up to date, as OneStepAC does once per update)
-        """
-        for twin_group, lr in zip(self.twin.param_groups, learning_rates, strict=True):
-            twin_group["lr"] = lr
-        if self._numpy_step is not None:
-            self._numpy_step.step()
-        else:
-            self.twin.step()
-        if not self._linked:
-            self._link()
-
     def save(self, flat_params: th.Tensor) -> None:
         """Keep the parameters and the optimizer's state, for :meth:`restore`."""
         current = [flat_params, *self._state_tensors()]
@@ -165,31 +144,14 @@ class FlatOptimizer:
                 self.optimizer.state.clear()
                 self._linked = False
 
-    def step(self, learning_rates: Sequence[float], flat_params: th.Tensor) -> bool:
-        """
-        One step of every group, undone (parameters and state) if it makes a parameter non-finite.
-
-        :param learning_rates: the step size of each param group
-        :param flat_params: the parameter vector
-        :return: whether the step was applied
-        """
-        if self._numpy_step is not None:
-            return self._checked_numpy_step(learning_rates, self._numpy_step.checked_step)  # nothing to save
-        self.save(flat_params)
-        self.raw_step(learning_rates)
-        if math.isfinite(float(flat_params.sum())):  # one reduction: cheaper than isfinite().all() at this size
-            return True
-        self.restore(flat_params)
-        return False
-
     def groups_are(self, slices: Sequence[tuple[int, int]]) -> bool:
-        """:return: whether the step is NumPy's Adam (see :meth:`fused_steps`) on param groups with exactly these slices"""
-        return self._numpy_step is not None and list(self.slices) == list(slices)
+        """:return: whether the param groups are exactly these slices of the vector"""
+        return list(self.slices) == list(slices)
 
     def fused_steps(self, learning_rates: Sequence[float], update: Callable[[list[tuple], list[np.ndarray]], int]) -> int:
         """
         Adam steps of every group, one after the other, computed by a compiled ``update`` (see
-        :meth:`~sb3_ac_plus.one_step_ac.numpy_adam.NumpyAdam.fused_steps`) that stops at the first step it refuses.
+        :meth:`~sb3_ac_plus.one_step_ac.fast.adam.NumpyAdam.fused_steps`) that stops at the first step it refuses.
         The steps before a refused one stay applied: :meth:`save` before and :meth:`restore` after undo them all; a
         refused first step changes nothing (nor leaves a state where there was none).
 
@@ -198,8 +160,6 @@ class FlatOptimizer:
         :return: the steps applied
         """
         numpy_step = self._numpy_step
-        if numpy_step is None:
-            raise ValueError("FlatOptimizer.fused_steps: the optimizer's step is not NumPy's Adam (see groups_are)")
         for twin_group, lr in zip(self.twin.param_groups, learning_rates, strict=True):
             twin_group["lr"] = lr
         had_state = bool(self.twin.state)
@@ -210,16 +170,3 @@ class FlatOptimizer:
         elif not self._linked:
             self._link()
         return applied
-
-    def _checked_numpy_step(self, learning_rates: Sequence[float], run: Callable[[], bool]) -> bool:
-        """Set the groups' step sizes and run NumPy's Adam step (``run``); a refused first step leaves no state."""
-        for twin_group, lr in zip(self.twin.param_groups, learning_rates, strict=True):
-            twin_group["lr"] = lr
-        had_state = bool(self.twin.state)
-        if not run():
-            if not had_state:
-                self.twin.state.clear()  # the zero moments made for the refused step: none, as before it
-            return False
-        if not self._linked:
-            self._link()
-        return True

@@ -1,16 +1,10 @@
-"""The compiled form of ``combine_envs="sequential"`` on the NumPy backend: the rows' updates one after the other.
+"""The compiled update with ObGD, AdaptiveObGD or SGD along eligibility traces: the rows of a VecEnv step in turn.
 
-Each row (one env's transition, or one due state of an n-step window) is learned from with the parameters its
-predecessors left: V(s) and V(s') of that row, the actor's pass at the action taken, the TD error, the gradients, the
-row's eligibility trace, ObGD's step size (or plain SGD) and the update itself, all in one call for the whole VecEnv
-step. In Python each row would be some forty NumPy operations of about a microsecond each; here a row costs about what
-its arithmetic costs.
-
-It computes what :meth:`~sb3_ac_plus.one_step_ac.one_step_ac.OneStepAC._sequential_update` computes row by row with
-the backend's operations, for the NumPy backend's Categorical and diagonal Gaussian (state-independent std) policies
-with ``update_rule`` ``"obgd"`` or ``"sgd"``; sums are taken in float64 and rounded to float32 where they are stored,
-so the two agree to float32 rounding, not bit for bit. The layouts are those of
-:mod:`~sb3_ac_plus.one_step_ac.mlp_kernels`.
+Each row is learned from with the parameters the rows before it left, exactly as the reference
+(:func:`~sb3_ac_plus.one_step_ac.reference.reference_update`) computes it: V(s) and V(s'), the TD error, the actor's
+and the critic's gradients, the row's trace, AdaptiveObGD's second moments, the step size and the update, all in one
+call. Sums are taken in float64 and rounded to float32 where they are stored, so the two agree to float32 rounding
+(tests/test_parity.py). The network layouts are those of :mod:`~sb3_ac_plus.one_step_ac.fast.networks`.
 """
 
 import math
@@ -18,17 +12,10 @@ import math
 import numpy as np
 from numba import njit
 
-from sb3_ac_plus.one_step_ac.kernel_options import FAST_SUMS
-from sb3_ac_plus.one_step_ac.mlp_kernels import mlp_backward, mlp_forward
-from sb3_ac_plus.one_step_ac.head_kernels import CATEGORICAL, GAUSSIAN, actor_head
-from sb3_ac_plus.one_step_ac.trace_updates import MAX_UPDATE_NORM
-
-# What :func:`sequential_rows` returns: every row applied, or the kind of failure (nothing after it is applied).
-APPLIED = 0
-NON_FINITE_DELTA = 1
-NON_FINITE_GRADIENT = 2
-UNSAFE_UPDATE = 3
-
+from sb3_ac_plus.one_step_ac.fast.compiler import FAST_SUMS
+from sb3_ac_plus.one_step_ac.fast.heads import actor_head
+from sb3_ac_plus.one_step_ac.fast.mlp import mlp_backward, mlp_forward
+from sb3_ac_plus.one_step_ac.rows import APPLIED, MAX_UPDATE_NORM, NON_FINITE_DELTA, NON_FINITE_GRADIENT, UNSAFE_UPDATE
 
 @njit(cache=True, nogil=True, fastmath=FAST_SUMS)
 def _step_size(delta: float, norm: float, lr: float, kappa: float, bounded: bool) -> float:  # pragma: no cover
@@ -43,7 +30,7 @@ def _trace_row(
     traces: np.ndarray, row: int, grads: np.ndarray, start: int, decay: float, direction: np.ndarray
 ) -> float:  # pragma: no cover
     """
-    ``direction = decay * traces[row] + grads[start:start + n]`` (float32, as the batched traces round), written back
+    ``direction = decay * traces[row] + grads[start:start + n]`` (float32), written back
     into ``traces[row]`` when there are traces (``row >= 0``); :return: its L1 norm
     """
     decay32 = np.float32(decay)
@@ -91,74 +78,46 @@ def _add_scaled(params: np.ndarray, start: int, weight: float, direction: np.nda
 
 
 @njit(cache=True, nogil=True, fastmath=FAST_SUMS)
-def sequential_rows(
+def bounded_rows(
     params: np.ndarray,
     n_actor: int,
-    actor_layout: np.ndarray,
-    actor_norm: bool,
-    actor_eps: float,
-    actor_slope: float,
-    critic_layout: np.ndarray,
-    critic_norm: bool,
-    critic_eps: float,
-    critic_slope: float,
-    obs: np.ndarray,
-    next_obs: np.ndarray,
-    next_index: np.ndarray,
-    returns: np.ndarray,
-    discounts: np.ndarray,
-    gaussian: bool,
-    discrete_actions: np.ndarray,
-    box_actions: np.ndarray,
-    log_std_offset: int,
-    ent_coef: float,
-    actor_traces: np.ndarray,
-    critic_traces: np.ndarray,
-    trace_index: np.ndarray,
-    decay: float,
-    actor_lr: float,
-    critic_lr: float,
-    actor_kappa: float,
-    critic_kappa: float,
-    bounded: bool,
-    actor_moments: np.ndarray,
-    critic_moments: np.ndarray,
-    moments_count: int,
-    beta2: float,
-    moments_eps: float,
+    actor_net: tuple,
+    critic_net: tuple,
+    head: tuple,
+    rows: tuple,
+    traces: tuple,
+    moments: tuple,
+    steps: tuple,
     stats: np.ndarray,
 ) -> tuple[int, int]:  # pragma: no cover (compiled)
     """
-    Learn from the rows in order, each with the parameters the previous rows left, writing ``params`` (and the trace
-    rows) in place. The caller keeps copies to restore if a row fails: the rows before it are applied, it and those
-    after it are not.
+    Learn from the rows in order, writing ``params``, the traces and the moments in place. A refused row writes no
+    parameter; the rows before it stay applied, and its trace and moments may be written: the caller restores them.
 
     :param params: the flat parameter vector ``[actor | critic]``, float32
     :param n_actor: length of the actor's part
-    :param actor_layout: the actor MLP and head's layout (offsets in ``params``)
-    :param actor_norm: whether the actor's hidden layers use LayerNorm (``actor_eps`` its epsilon)
-    :param actor_slope: the actor's activation, as in :mod:`~sb3_ac_plus.one_step_ac.mlp_kernels`
-    :param critic_layout: the critic's, likewise (``critic_norm``, ``critic_eps``, ``critic_slope``)
-    :param obs: the rows' normalised observations ``(rows, obs_dim)``, float32
-    :param next_obs: normalised next observations ``(n_envs, obs_dim)``, float32
-    :param next_index: the row of ``next_obs`` each row bootstraps from
-    :param returns: each row's (discounted, k-step) reward sum
-    :param discounts: each row's discount of ``V(s')`` (0 at a termination)
-    :param gaussian: diagonal Gaussian actions (``box_actions``, ``log_std`` at ``log_std_offset``), else Categorical
-        (``discrete_actions``)
-    :param ent_coef: the entropy coefficient (the actor objective adds ``ent_coef * sign(delta) * H``)
-    :param actor_traces: the actor's traces ``(n_envs, n_actor)``, updated in place at ``trace_index``
-    :param critic_traces: the critic's ``(n_envs, n_critic)``
-    :param trace_index: each row's trace (its env), or -1 for none (the update follows the gradient)
-    :param decay: the trace decay ``gamma * lambda``
-    :param bounded: ObGD's step sizes (``"obgd"``, ``"adaptive_obgd"``), else plain ``lr`` (``"sgd"``)
-    :param actor_moments: AdaptiveObGD's second moments of the actor's updates ``(n_actor,)``, updated in place row by
-        row (empty: ObGD or SGD, no preconditioning); ``critic_moments`` the critic's
-    :param moments_count: the updates the moments had seen before these rows (for the bias correction)
-    :param beta2: the moments' decay; ``moments_eps`` the term added under the square root
-    :param stats: ``(rows, 5)`` float64, written: ``delta``, ``log pi``, entropy, the actor's and the critic's step size
-    :return: :data:`APPLIED` or the failure, and the number of rows applied
+    :param actor_net: the actor MLP's ``(layout, layer_norm, eps, slope)`` (:mod:`~sb3_ac_plus.one_step_ac.fast.mlp`);
+        ``critic_net`` the critic's
+    :param head: ``(kind, log_std_offset, sde_epsilon, ent_coef)``: the action distribution
+        (:mod:`~sb3_ac_plus.one_step_ac.fast.heads`) and the entropy coefficient
+    :param rows: ``(obs, next_obs, next_index, returns, discounts, discrete_actions, box_actions, trace_index)``, as
+        :class:`~sb3_ac_plus.one_step_ac.rows.Rows` (normalised float32 observations; one of the two action arrays used)
+    :param traces: ``(actor_traces, critic_traces, decay)``: the traces ``(n_envs, n)``, empty without traces, and
+        their decay ``gamma * lambda``
+    :param moments: ``(actor_moments, critic_moments, count, beta2, eps)``: AdaptiveObGD's second moments (empty
+        arrays: no preconditioning), the updates they have seen, their decay and the term under the square root
+    :param steps: ``(actor_lr, critic_lr, actor_kappa, critic_kappa, bounded)``: ObGD's step sizes if ``bounded``,
+        else plain SGD
+    :param stats: ``(rows, 5)`` float64, written (:data:`~sb3_ac_plus.one_step_ac.rows.STAT_NAMES`)
+    :return: :data:`APPLIED` or the first refused row's reason, and that row (the number of rows when applied)
     """
+    actor_layout, actor_norm, actor_eps, actor_slope = actor_net
+    critic_layout, critic_norm, critic_eps, critic_slope = critic_net
+    kind, log_std_offset, sde_epsilon, ent_coef = head
+    obs, next_obs, next_index, returns, discounts, discrete_actions, box_actions, trace_index = rows
+    actor_traces, critic_traces, decay = traces
+    actor_moments, critic_moments, moments_count, beta2, moments_eps = moments
+    actor_lr, critic_lr, actor_kappa, critic_kappa, bounded = steps
     n_rows = obs.shape[0]
     n_params = params.shape[0]
     n_critic = n_params - n_actor
@@ -166,13 +125,14 @@ def sequential_rows(
     a_width = max(obs.shape[1], actor_layout[:, 3].max())
     c_width = max(obs.shape[1], critic_layout[:, 3].max())
     n_out = actor_layout[a_hidden, 3]
+    n_latent = actor_layout[a_hidden, 2]
     a_acts = np.empty((a_hidden + 1, 1, a_width), dtype=np.float32)
     a_pres = np.empty((max(a_hidden, 1), 1, a_width), dtype=np.float32)
     a_inv = np.ones((max(a_hidden, 1), 1), dtype=np.float32)
     c_acts = np.empty((c_hidden + 1, 2, c_width), dtype=np.float32)
     c_pres = np.empty((max(c_hidden, 1), 2, c_width), dtype=np.float32)
     c_inv = np.ones((max(c_hidden, 1), 2), dtype=np.float32)
-    head = np.empty((1, n_out), dtype=np.float32)
+    out = np.empty((1, n_out), dtype=np.float32)
     values = np.empty((2, 1), dtype=np.float32)
     pair = np.empty((2, obs.shape[1]), dtype=np.float32)
     grad_out = np.empty((1, n_out), dtype=np.float32)
@@ -190,17 +150,17 @@ def sequential_rows(
         if not math.isfinite(delta):
             return NON_FINITE_DELTA, r
         entropy_weight = ent_coef * (1.0 if delta > 0.0 else (-1.0 if delta < 0.0 else 0.0))
-        mlp_forward(params, actor_layout, obs[r : r + 1], actor_norm, actor_eps, actor_slope, a_acts, a_pres, a_inv, head)
+        mlp_forward(params, actor_layout, obs[r : r + 1], actor_norm, actor_eps, actor_slope, a_acts, a_pres, a_inv, out)
         log_prob, entropy = actor_head(
-            GAUSSIAN if gaussian else CATEGORICAL,
-            head[0],
-            head[0],
+            kind,
+            out[0],
+            a_acts[a_hidden, 0, :n_latent],
             params,
             log_std_offset,
-            0.0,
+            sde_epsilon,
             entropy_weight,
-            discrete_actions[r] if not gaussian else 0,
-            box_actions[r] if gaussian else head[0],
+            discrete_actions[r] if discrete_actions.shape[0] > 0 else 0,
+            box_actions[r] if box_actions.shape[0] > 0 else out[0],
             log_probs,
             grad_out[0],
             grads[0],
@@ -212,7 +172,7 @@ def sequential_rows(
             total += grads[0, i]
         if not math.isfinite(total):
             return NON_FINITE_GRADIENT, r
-        trace = trace_index[r]
+        trace = trace_index[r] if actor_traces.shape[0] > 0 else -1
         actor_norm1 = _trace_row(actor_traces, trace, grads[0], 0, decay, actor_direction)
         critic_norm1 = _trace_row(critic_traces, trace, grads[0], n_actor, decay, critic_direction)
         if actor_moments.shape[0] > 0:

@@ -1,13 +1,10 @@
-"""The compiled form of one env's one-step update with ``update_rule="optimizer"`` and Adam, on the NumPy backend.
+"""The compiled update with ``update_rule="optimizer"`` and Adam: the rows of a VecEnv step in turn.
 
-With one env a step of the textbook rule is V(s) and V(s'), the TD error, the gradients of the actor's and the
-critic's losses, and Adam's step on the actor's and the critic's param groups. As NumPy operations and Python calls
-that was about sixty microseconds a step, several times its arithmetic; :func:`optimizer_row` does it in one call.
-
-It computes what :meth:`~sb3_ac_plus.one_step_ac.one_step_ac.OneStepAC._optimizer_update` computes with the backend's
-operations, for Categorical, diagonal Gaussian and gSDE actions: the TD error and the gradients in float64, rounded to
-float32 where they are stored (so within float32 rounding of the NumPy operations, not bit for bit), and Adam's step
-element by element as :func:`~sb3_ac_plus.one_step_ac.numpy_adam.adam_write` computes it (bit for bit as torch's).
+Each row is one Adam step on the one-step actor-critic loss, at the parameters (and Adam state) the rows before it
+left, as the reference (:func:`~sb3_ac_plus.one_step_ac.reference.reference_update`) computes it with the policy's
+torch Adam: V(s) and V(s'), the TD error, the losses' gradient (float64 sums, rounded to float32 where stored) and
+Adam's step element by element as :func:`~sb3_ac_plus.one_step_ac.fast.adam.adam_write` computes it (bit for bit as
+torch's single-tensor Adam).
 """
 
 import math
@@ -15,11 +12,11 @@ import math
 import numpy as np
 from numba import njit
 
-from sb3_ac_plus.one_step_ac.head_kernels import actor_head
-from sb3_ac_plus.one_step_ac.kernel_options import FAST_SUMS
-from sb3_ac_plus.one_step_ac.mlp_kernels import mlp_backward, mlp_forward
-from sb3_ac_plus.one_step_ac.numpy_adam import adam_is_finite, adam_write, step_scalars
-from sb3_ac_plus.one_step_ac.sequential_kernels import APPLIED, NON_FINITE_DELTA, NON_FINITE_GRADIENT, UNSAFE_UPDATE
+from sb3_ac_plus.one_step_ac.fast.adam import adam_is_finite, adam_write, step_scalars
+from sb3_ac_plus.one_step_ac.fast.compiler import FAST_SUMS
+from sb3_ac_plus.one_step_ac.fast.heads import actor_head
+from sb3_ac_plus.one_step_ac.fast.mlp import mlp_backward, mlp_forward
+from sb3_ac_plus.one_step_ac.rows import APPLIED, NON_FINITE_DELTA, NON_FINITE_GRADIENT, UNSAFE_UPDATE
 
 
 @njit(cache=True, nogil=True, fastmath=FAST_SUMS)
@@ -39,50 +36,35 @@ def _scaled_copy_sum(weight: np.float32, src: np.ndarray, dst: np.ndarray) -> fl
 def optimizer_row(
     params: np.ndarray,
     grad: np.ndarray,
-    n_actor: int,
-    actor_layout: np.ndarray,
-    actor_norm: bool,
-    actor_eps: float,
-    actor_slope: float,
-    critic_layout: np.ndarray,
-    critic_norm: bool,
-    critic_eps: float,
-    critic_slope: float,
+    actor_net: tuple,
+    critic_net: tuple,
+    head: tuple,
     obs: np.ndarray,
     next_obs: np.ndarray,
     reward: np.float32,
     discount: np.float32,
-    kind: int,
     discrete_action: int,
     box_action: np.ndarray,
-    log_std_offset: int,
-    sde_epsilon: float,
-    ent_coef: float,
     actor_adam: tuple,
     critic_adam: tuple,
     stats: np.ndarray,
 ) -> int:  # pragma: no cover (compiled)
     """
-    One env's one-step actor-critic update by Adam: the gradient of ``-(delta * log pi(a|s) + ent_coef * |delta| *
-    H(pi(.|s)))`` (actor) and of ``-delta * V(s)`` (critic) is written into ``grad``, then Adam steps both param groups,
-    only if every new parameter is finite (nothing else is written otherwise).
+    One row's update by Adam: the gradient of ``-(delta * log pi(a|s) + ent_coef * |delta| * H(pi(.|s)))`` (actor)
+    and of ``-delta * V(s)`` (critic) is written into ``grad``, then Adam steps both param groups, only if every new
+    parameter is finite (nothing else is written otherwise).
 
-    :param params: the flat parameter vector ``[actor | critic]``, float32
-    :param grad: the flat gradient vector, float32, written (the torch optimizer's ``.grad`` views)
-    :param n_actor: length of the actor's part (the first param group)
-    :param actor_layout: the actor MLP and head's layout (see :mod:`~sb3_ac_plus.one_step_ac.mlp_kernels`), with
-        ``actor_norm``, ``actor_eps`` and ``actor_slope``; ``critic_layout`` etc. the critic's
     :param obs: the normalised observation ``(1, obs_dim)``, float32; ``next_obs`` the one V(s') is computed at
-    :param reward: the (scaled) reward; ``discount`` the discount of V(s') (0 at a termination)
-    :param kind: the action distribution (:mod:`~sb3_ac_plus.one_step_ac.head_kernels`), with ``discrete_action``
-        or ``box_action`` the action taken, ``log_std_offset`` and ``sde_epsilon``
-    :param ent_coef: the entropy coefficient
-    :param actor_adam: the actor group's arguments of :func:`~sb3_ac_plus.one_step_ac.numpy_adam.adam_write`
+    :param reward: the (scaled) reward or k-step return; ``discount`` the discount of V(s') (0 at a termination)
+    :param discrete_action: the action taken (Categorical); ``box_action`` (Gaussian, gSDE)
+    :param actor_adam: the actor group's arguments of :func:`~sb3_ac_plus.one_step_ac.fast.adam.adam_write`
         (parameter and gradient views, ``exp_avg``, ``exp_avg_sq``, the step's scalars); ``critic_adam`` the critic's
-    :param stats: ``(3,)`` float64, written: ``delta``, ``log pi`` and the entropy
-    :return: :data:`APPLIED`, or the failure (:data:`NON_FINITE_DELTA`, :data:`NON_FINITE_GRADIENT`, or
-        :data:`UNSAFE_UPDATE` for a step that would make a parameter non-finite)
+    :param stats: ``(5,)`` float64, written: ``delta``, ``log pi`` and the entropy (the step sizes by the caller)
+    :return: :data:`APPLIED`, or the reason it was refused
     """
+    actor_layout, actor_norm, actor_eps, actor_slope = actor_net
+    critic_layout, critic_norm, critic_eps, critic_slope = critic_net
+    kind, log_std_offset, sde_epsilon, ent_coef = head
     n_params = params.shape[0]
     a_hidden, c_hidden = actor_layout.shape[0] - 1, critic_layout.shape[0] - 1
     a_width = max(obs.shape[1], actor_layout[:, 3].max())
@@ -141,29 +123,14 @@ def optimizer_row(
 
 
 @njit(cache=True, nogil=True)
-def optimizer_rows(
+def adam_rows(
     params: np.ndarray,
     grad: np.ndarray,
     n_actor: int,
-    actor_layout: np.ndarray,
-    actor_norm: bool,
-    actor_eps: float,
-    actor_slope: float,
-    critic_layout: np.ndarray,
-    critic_norm: bool,
-    critic_eps: float,
-    critic_slope: float,
-    obs: np.ndarray,
-    next_obs: np.ndarray,
-    next_index: np.ndarray,
-    rewards: np.ndarray,
-    discounts: np.ndarray,
-    kind: int,
-    discrete_actions: np.ndarray,
-    box_actions: np.ndarray,
-    log_std_offset: int,
-    sde_epsilon: float,
-    ent_coef: float,
+    actor_net: tuple,
+    critic_net: tuple,
+    head: tuple,
+    rows: tuple,
     actor_views: tuple,
     critic_views: tuple,
     actor_hyper: np.ndarray,
@@ -171,47 +138,37 @@ def optimizer_rows(
     stats: np.ndarray,
 ) -> tuple[int, int]:  # pragma: no cover (compiled)
     """
-    :func:`optimizer_row` for each row in turn, each at the parameters (and Adam's state) the rows before it left,
-    until a row is refused: ``combine_envs="sequential"`` with Adam.
+    :func:`optimizer_row` for each row in turn, until a row is refused (it writes nothing; the rows before it stay
+    applied, for the caller to restore).
 
-    :param obs: the rows' normalised states ``(n_rows, obs_dim)``; ``next_obs`` the states V(s') is computed at, row
-        ``next_index[i]`` for row ``i``
-    :param rewards: each row's (scaled) reward ``(n_rows,)``; ``discounts`` each row's discount of V(s')
-    :param discrete_actions: the rows' Categorical actions ``(n_rows,)``; ``box_actions`` their Box actions
-        ``(n_rows, action_dim)`` (one of the two is unused)
+    :param params: the flat parameter vector ``[actor | critic]``, float32
+    :param grad: the flat gradient vector, float32, written (the torch optimizer's ``.grad`` views)
+    :param n_actor: length of the actor's part (the first param group)
+    :param actor_net: the actor MLP's ``(layout, layer_norm, eps, slope)``; ``critic_net`` the critic's
+    :param head: ``(kind, log_std_offset, sde_epsilon, ent_coef)``
+    :param rows: as :func:`~sb3_ac_plus.one_step_ac.fast.bounded_rows.bounded_rows` takes them (no traces here)
     :param actor_views: the actor group's parameter, gradient, ``exp_avg`` and ``exp_avg_sq`` views; ``critic_views``
         the critic's
     :param actor_hyper: the actor group's Adam hyperparameters and step count before the first row (``hyper`` of
-        :func:`~sb3_ac_plus.one_step_ac.numpy_adam.step_scalars`, then the count); each row is one Adam step;
-        ``critic_hyper`` the critic's
-    :param stats: ``(n_rows, 3)`` float64, written for each row applied: ``delta``, ``log pi`` and the entropy
-    :return: :data:`APPLIED` or the refused row's failure, and the number of rows applied (those before it)
+        :func:`~sb3_ac_plus.one_step_ac.fast.adam.step_scalars`, then the count); ``critic_hyper`` the critic's
+    :param stats: ``(n_rows, 5)`` float64, written (:data:`~sb3_ac_plus.one_step_ac.rows.STAT_NAMES`)
+    :return: :data:`APPLIED` or the refused row's reason, and that row (the number of rows when applied)
     """
-    n_rows = obs.shape[0]
-    for row in range(n_rows):
+    obs, next_obs, next_index, rewards, discounts, discrete_actions, box_actions, _ = rows
+    for row in range(obs.shape[0]):
         target = next_index[row]
         status = optimizer_row(
             params,
             grad,
-            n_actor,
-            actor_layout,
-            actor_norm,
-            actor_eps,
-            actor_slope,
-            critic_layout,
-            critic_norm,
-            critic_eps,
-            critic_slope,
+            actor_net,
+            critic_net,
+            head,
             obs[row : row + 1],
             next_obs[target : target + 1],
             rewards[row],
             discounts[row],
-            kind,
-            discrete_actions[row],
-            box_actions[row],
-            log_std_offset,
-            sde_epsilon,
-            ent_coef,
+            discrete_actions[row] if discrete_actions.shape[0] > 0 else 0,
+            box_actions[row] if box_actions.shape[0] > 0 else rewards[row : row + 1],
             # numba builds these tuples by concatenation (a starred tuple display is not one it compiles everywhere)
             actor_views + (step_scalars(actor_hyper, actor_hyper[5] + row + 1.0),),  # noqa: RUF005
             critic_views + (step_scalars(critic_hyper, critic_hyper[5] + row + 1.0),),  # noqa: RUF005
@@ -219,4 +176,6 @@ def optimizer_rows(
         )
         if status != APPLIED:
             return status, row
-    return APPLIED, n_rows
+        stats[row, 3] = actor_hyper[0]
+        stats[row, 4] = critic_hyper[0]
+    return APPLIED, obs.shape[0]

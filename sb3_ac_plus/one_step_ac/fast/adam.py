@@ -1,11 +1,8 @@
-"""Adam's step as one compiled loop, on the state of a torch Adam over flat CPU tensors.
+"""Adam's step compiled, on the state of a torch Adam over flat CPU tensors (the policy optimizer's flat twin).
 
-At batch size one, torch's ``Adam.step`` on the two flat slices of OneStepAC's parameter vector costs about as much
-in Python bookkeeping (hooks, state lookups, dispatch) as the rest of the update's arithmetic, and the same step
-written as NumPy operations is a dozen passes over the vector of about a microsecond each. :class:`NumpyAdam`
-computes the same step (the formula of torch's single-tensor implementation, element by element) in one compiled pass
-over views of the torch optimizer's own parameters, gradients and state, so the optimizer keeps its state for
-``state_dict``, saving and loading; only the rounding differs from torch's vectorised kernels, in the last bits.
+:func:`adam_write` computes torch's single-tensor Adam element by element, in its float32 rounding, on views of the
+torch optimizer's own parameters, gradients and state, so the optimizer keeps its state for ``state_dict``, saving
+and loading. :class:`NumpyAdam` hands those views to a compiled update (:mod:`~sb3_ac_plus.one_step_ac.fast.adam_rows`).
 """
 
 import math
@@ -94,31 +91,6 @@ class NumpyAdam:
         self._cache[index] = cached = ((grad, exp_avg, exp_avg_sq, step), views)
         return cached[1]
 
-    def step(self) -> None:
-        """
-        One Adam step of every param group, from the gradients in the parameters' ``.grad``. Overflow gives inf or NaN
-        silently, as in torch: the caller checks the parameters (``FlatOptimizer.raw_step``).
-        """
-        for arguments, step_count in self._group_steps():
-            adam_write(*arguments)
-            step_count += 1.0
-
-    def checked_step(self) -> bool:
-        """
-        One Adam step of every param group, applied only if every new parameter is finite: the new values are computed
-        once to check them and once to write them, so nothing (parameters, moments, step count) changes when the
-        step is refused, and nothing has to be saved for it.
-
-        :return: whether the step was applied
-        """
-        group_steps = self._group_steps()
-        if not all(adam_is_finite(*arguments) for arguments, _ in group_steps):
-            return False
-        for arguments, step_count in group_steps:
-            adam_write(*arguments)
-            step_count += 1.0
-        return True
-
     def fused_steps(self, update: Callable[[list[tuple], list[np.ndarray]], int]) -> int:
         """
         Adam steps of every param group, one after the other, computed by ``update`` (a compiled kernel that writes
@@ -145,27 +117,6 @@ class NumpyAdam:
         for step_count, hyper in zip(counts, hypers, strict=False):
             step_count.fill(hyper[5] + applied)  # whole numbers: exact in float32; fill costs a tenth of +=
         return applied
-
-    def _group_steps(self) -> list[tuple[tuple, np.ndarray]]:
-        """:return: per param group, the arguments of :func:`adam_write` for its next step, and its step count"""
-        group_steps = []
-        for index, group in enumerate(self.optimizer.param_groups):
-            values, grad, exp_avg, exp_avg_sq, step_count = self._views(index, group["params"][0])
-            scalars = _step_scalars(group, float(step_count) + 1.0)
-            group_steps.append(((values, grad, exp_avg, exp_avg_sq, scalars), step_count))
-        return group_steps
-
-
-def _step_scalars(group: dict, step: float) -> tuple:
-    """
-    :param group: an Adam param group
-    :param step: the step's count (1 at the first step)
-    :return: the step's scalars of :func:`adam_write`, as :func:`step_scalars` computes them, each float as a NumPy
-        float32 (numba hands them back as Python floats, which :func:`adam_write` would take as float64)
-    """
-    beta1, beta2 = group["betas"]
-    hyper = np.array([group["lr"], beta1, beta2, group["eps"], float(group["weight_decay"])], dtype=np.float64)
-    return tuple(value if isinstance(value, bool) else np.float32(value) for value in step_scalars(hyper, step))
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=False)
