@@ -44,12 +44,6 @@ CONFIGS: dict[str, Callable[[], BaseAlgorithm]] = {
     "A2C (n_steps=1, 1 thread)": lambda: A2C("MlpPolicy", "CartPole-v1", n_steps=1, seed=0),
     "PPO (defaults)": lambda: PPO("MlpPolicy", "CartPole-v1", seed=0),
     "OneStepAC (defaults, n_envs=8)": lambda: OneStepAC("MlpPolicy", _envs(8), seed=0),
-    "OneStepAC (n_envs=8, combine_envs=sum, the former default)": lambda: OneStepAC(
-        "MlpPolicy", _envs(8), combine_envs="sum", seed=0
-    ),
-    "OneStepAC (n_envs=8, net_arch=[128, 128], the former default)": lambda: OneStepAC(
-        "MlpPolicy", _envs(8), policy_kwargs=dict(net_arch=[128, 128]), seed=0
-    ),
     "A2C (defaults, n_envs=8)": lambda: A2C("MlpPolicy", _envs(8), seed=0),
     "A2C (defaults, n_envs=8, 1 thread)": lambda: A2C("MlpPolicy", _envs(8), seed=0),
 }

@@ -9,9 +9,9 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from sb3_ac_plus import OneStepAC
 from sb3_ac_plus.one_step_ac.exploration import ColoredNoise
-from sb3_ac_plus.one_step_ac.torch_backend import normalized_observations
+from sb3_ac_plus.one_step_ac.policy_outputs import normalized_observations
 
-from tests.test_one_step_update import RecordingEnv
+from tests.test_parity import RecordingEnv
 
 
 def _lag_one_correlation(x: np.ndarray) -> float:
@@ -61,7 +61,7 @@ class NoiseRecorder(BaseCallback):
         self.positions: list[int] = []
 
     def _on_training_start(self) -> None:
-        noise = self.model._colored_noise
+        noise = self.model._state.colored_noise
         sample = noise.sample
 
         def recorded() -> np.ndarray:
@@ -72,7 +72,7 @@ class NoiseRecorder(BaseCallback):
         noise.sample = recorded
 
     def _on_step(self) -> bool:
-        self.positions.append(int(self.model._colored_noise.positions[0]))
+        self.positions.append(int(self.model._state.colored_noise.positions[0]))
         return True
 
 
@@ -100,10 +100,10 @@ def test_actions_take_the_colored_draws_and_restart_them_at_episode_ends(fast: b
         normalize_observations=False,
         seed=0,
     )
-    model._use_fast_path = fast
+    model._use_kernels = fast
     recorder = NoiseRecorder()
     model.learn(400, callback=recorder, log_interval=None)
-    assert model._backend.name == ("numpy" if fast else "torch")
+    assert model._engine.name == ("kernels" if fast else "reference")
     # observations: 201 per episode (the reset, then one per step)
     first = _inferred_noise(model, env, range(200), first_obs=0)
     second = _inferred_noise(model, env, range(200, 400), first_obs=201)
@@ -122,7 +122,7 @@ def test_white_noise_default_is_unchanged_by_the_colored_noise_option() -> None:
         model.learn(300, log_interval=None)
         runs.append(model._flat_params.clone())
     assert th.equal(runs[0], runs[1]) and not th.equal(runs[0], runs[2])
-    assert model._colored_noise is not None and model._colored_noise.n_envs == 2
+    assert model._state.colored_noise is not None and model._state.colored_noise.n_envs == 2
 
 
 @pytest.mark.parametrize("n_envs", [1, 2])
@@ -140,7 +140,7 @@ def test_gsde_actions_follow_the_episode_matrices_and_change_only_at_episode_end
     exploration_noise = model._exploration_noise
 
     def recorded():
-        eps_used.append(model._sde_noise.eps.clone())
+        eps_used.append(model._state.sde_noise.eps.clone())
         return exploration_noise()
 
     model._exploration_noise = recorded
@@ -168,7 +168,7 @@ def test_gsde_sample_freq_draws_new_matrices_every_k_steps() -> None:
 
     class Watch(BaseCallback):
         def _on_step(self) -> bool:
-            seen.append(self.model._sde_noise.eps.clone())
+            seen.append(self.model._state.sde_noise.eps.clone())
             return True
 
     model.learn(12, callback=Watch(), log_interval=None)

@@ -32,9 +32,9 @@ from sb3_ac_plus import (
     StreamingActorCriticPolicy,
     StreamingMultiInputActorCriticPolicy,
 )
-from sb3_ac_plus.one_step_ac.numpy_backend import supports_fast_path
-from sb3_ac_plus.one_step_ac.torch_backend import actor_outputs, critic_values
-from sb3_ac_plus.one_step_ac.policies import POLICY_ALIASES
+from sb3_ac_plus.one_step_ac.fast import supports_kernels
+from sb3_ac_plus.one_step_ac.policy_outputs import actor_outputs, critic_values
+from sb3_ac_plus.one_step_ac.policy_aliases import POLICY_ALIASES
 from sb3_ac_plus.policies import StateDependentStdGaussianDistribution
 
 MLP_POLICIES = [SharedTrunkActorCriticPolicy, SeparateActorCriticPolicy, StreamingActorCriticPolicy]
@@ -86,7 +86,7 @@ def test_state_dependent_std(algo: str) -> None:
     model = _make(algo, StreamingActorCriticPolicy, env, policy_kwargs=policy_kwargs)
     policy = model.policy
     assert type(policy.action_dist) is StateDependentStdGaussianDistribution
-    assert not supports_fast_path(policy, env.observation_space, th.device("cpu"))
+    assert not supports_kernels(policy, env.observation_space, th.device("cpu"))
     obs = th.randn(2, 3)
     std_before = policy.get_distribution(obs).distribution.stddev
     assert th.allclose(std_before, th.full_like(std_before, math.exp(-0.5)))  # starts state-independent
@@ -96,7 +96,7 @@ def test_state_dependent_std(algo: str) -> None:
         std_after = policy.get_distribution(obs).distribution.stddev
     assert not th.allclose(std_after[0], std_after[1])  # and learns to depend on the state
     if algo == "OneStepAC":
-        assert model._backend.name == "torch"
+        assert model._engine.name == "reference"
 
 
 @pytest.mark.parametrize(
@@ -270,7 +270,7 @@ def _expected_update(model: OneStepAC, before: list[th.Tensor], env: _Recorder, 
     """
     policy = model.policy
     with th.no_grad():
-        for p, value in zip(model._trained_params, before, strict=True):
+        for p, value in zip(model._split.trained, before, strict=True):
             p.copy_(value)
     obs = th.as_tensor(env.observations[0][None])
     value = critic_values(policy, obs)[0]
@@ -278,7 +278,7 @@ def _expected_update(model: OneStepAC, before: list[th.Tensor], env: _Recorder, 
         next_value = critic_values(policy, th.as_tensor(env.observations[1][None]))[0]
     delta = (env.rewards[0] + GAMMA * next_value - value).detach()
     log_prob = actor_outputs(policy, obs, th.as_tensor(env.actions[0][None])).log_prob[0]
-    params = model._trained_params
+    params = model._split.trained
     actor_grads = th.autograd.grad(log_prob, params, allow_unused=True)
     critic_grads = th.autograd.grad(value, params, allow_unused=True)
     expected = []
@@ -297,17 +297,17 @@ def test_one_step_ac_updates_the_shared_trunk_with_both_heads(actor_lr: float, c
     env = _Recorder(gym.make("CartPole-v1"))
     model = _shared_trunk_model(env, learning_rate=actor_lr, critic_learning_rate=critic_lr)
     trunk_ids = {id(p) for p in model.policy.mlp_extractor.shared_net.parameters()}
-    assert trunk_ids <= {id(p) for p in model._actor_params}
-    assert trunk_ids <= {id(p) for p in model._critic_params}
-    before = [p.detach().clone() for p in model._trained_params]
+    assert trunk_ids <= {id(p) for p in model._split.actor}
+    assert trunk_ids <= {id(p) for p in model._split.critic}
+    before = [p.detach().clone() for p in model._split.trained]
     model.learn(1, log_interval=None)
-    assert model._backend.name == "torch"
-    after = [p.detach().clone() for p in model._trained_params]
+    assert model._engine.name == "reference"
+    after = [p.detach().clone() for p in model._split.trained]
     expected, delta = _expected_update(model, before, env, actor_lr, critic_lr, shared_lr=actor_lr)
     assert abs(delta) > 1e-3
     for got, want in zip(after, expected, strict=True):
         assert th.allclose(got, want, atol=1e-7), (got - want).abs().max()
-    for p, b, a in zip(model._trained_params, before, after, strict=True):
+    for p, b, a in zip(model._split.trained, before, after, strict=True):
         if id(p) in trunk_ids:  # the trunk moves whichever head has a step size
             assert (a - b).abs().max() > 1e-6
 
@@ -322,9 +322,9 @@ def test_one_step_ac_optimizer_rule_puts_the_trunk_in_the_critic_group() -> None
     actor_group, critic_group = model.policy.optimizer.param_groups
     assert trunk_ids <= {id(p) for p in critic_group["params"]}
     assert not trunk_ids & {id(p) for p in actor_group["params"]}
-    before = [p.detach().clone() for p in model._trained_params]
+    before = [p.detach().clone() for p in model._split.trained]
     model.learn(1, log_interval=None)
-    after = [p.detach().clone() for p in model._trained_params]
+    after = [p.detach().clone() for p in model._split.trained]
     expected, _ = _expected_update(model, before, env, 0.05, 0.2, shared_lr=0.2)
     for got, want in zip(after, expected, strict=True):
         assert th.allclose(got, want, atol=1e-7), (got - want).abs().max()
@@ -345,20 +345,20 @@ def test_one_step_ac_optimizer_rule_puts_the_trunk_in_the_critic_group() -> None
 def test_fast_path_covers_only_what_it_computes(policy_class, policy_kwargs, fast_discrete: bool, fast_box: bool) -> None:
     for env_id, fast in (("CartPole-v1", fast_discrete), ("Pendulum-v1", fast_box)):
         model = OneStepAC(policy_class, env_id, seed=0, policy_kwargs=policy_kwargs)
-        assert supports_fast_path(model.policy, model.observation_space, model.device) == fast
+        assert supports_kernels(model.policy, model.observation_space, model.device) == fast
         model.learn(2, log_interval=None)
-        assert (model._backend.name == "numpy") == fast
+        assert (model._engine.name == "kernels") == fast
 
 
 def test_separate_policy_fast_and_torch_paths_train_the_same() -> None:
     models = []
     for fast in (True, False):
         model = OneStepAC("SeparateMlpPolicy", "Pendulum-v1", seed=5)
-        model._use_fast_path = fast
+        model._use_kernels = fast
         model.learn(200, log_interval=None)
-        assert (model._backend.name == "numpy") == fast
+        assert (model._engine.name == "kernels") == fast
         models.append(model)
-    for a, b in zip(models[0]._trained_params, models[1]._trained_params, strict=True):
+    for a, b in zip(models[0]._split.trained, models[1]._split.trained, strict=True):
         assert th.allclose(a, b, atol=1e-5)
 
 

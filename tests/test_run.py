@@ -68,12 +68,12 @@ def test_discrete_observations_use_one_hot_and_no_normalisation() -> None:
     assert isinstance(model.observation_space, spaces.Discrete)
     assert model.normalize_observations and model.obs_normalizer is None
     model.learn(100)
-    assert model._backend.name == "torch"  # the torch path handles non-vector observations
+    assert model._engine.name == "reference"  # the torch path handles non-vector observations
 
 
 def test_fast_path_is_used_for_the_default_policy_on_vector_observations() -> None:
     model = OneStepAC("MlpPolicy", "CartPole-v1", seed=0).learn(50)
-    assert model._backend.name == "numpy"
+    assert model._engine.name == "kernels"
 
 
 @pytest.mark.parametrize("vec_env_cls", [None, SubprocVecEnv], ids=["DummyVecEnv", "SubprocVecEnv"])
@@ -83,7 +83,7 @@ def test_several_envs(vec_env_cls) -> None:
     model.learn(600)
     assert model.num_timesteps == 600
     assert model._n_updates == 200  # one update per VecEnv step, from all three transitions
-    assert model._actor_traces is not None and model._actor_traces.n_envs == 3
+    assert model._state.actor_traces is not None and model._state.actor_traces.shape[0] == 3
     env.close()
 
 
@@ -94,8 +94,8 @@ def test_n_step_windows_on_several_envs(n_steps: int) -> None:
     model.learn(400)
     assert _finite(model)
     # Each state is learned from exactly once: updates happen from the first step with a full window on. (The
-    # targets themselves are checked against hand-computed returns in test_one_step_update.py.)
-    assert all(len(window) < n_steps for window in model._windows)
+    # targets themselves are checked against hand-computed returns in test_parity.py.)
+    assert all(len(window) < n_steps for window in model._state.windows.windows)
 
 
 def _logged(model: OneStepAC, tmp_path, steps: int, name: str) -> np.ndarray:
@@ -111,7 +111,7 @@ def test_update_rules_with_traces(rule: str, tmp_path) -> None:
     before = model._flat_params.clone()
     steps = _logged(model, tmp_path, 300, "train/actor_step_size")
     assert _finite(model) and not th.equal(before, model._flat_params)
-    assert model._actor_traces is not None
+    assert model._state.actor_traces is not None
     if rule == "sgd":
         assert np.all(steps == pytest.approx(0.01))  # the step size itself
     else:
@@ -216,9 +216,9 @@ def test_predict_single_and_batched_raw_observations() -> None:
 def test_device_cpu_and_auto(device: str) -> None:
     model = OneStepAC("MlpPolicy", "CartPole-v1", device=device, seed=0).learn(50)
     assert model.device == get_device(device)
-    tensors = [*model.policy.parameters(), *model.policy.buffers(), model._actor_traces.traces, model._critic_traces.traces]
+    tensors = [*model.policy.parameters(), *model.policy.buffers(), model._state.actor_traces, model._state.critic_traces]
     assert all(t.device.type == model.device.type for t in tensors)
-    assert model._backend.name == ("numpy" if model.device.type == "cpu" else "torch")
+    assert model._engine.name == ("kernels" if model.device.type == "cpu" else "reference")
 
 
 def test_learn_without_arguments_uses_the_documented_budget(monkeypatch) -> None:

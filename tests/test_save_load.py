@@ -7,6 +7,7 @@ import zipfile
 import numpy as np
 import pytest
 import torch as th
+from stable_baselines3 import A2C, PPO
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 
@@ -35,15 +36,11 @@ CONFIGS = {
     "gsde-sample-freq": dict(_env="Pendulum-v1", use_sde=True, sde_sample_freq=16),
     "gsde-torch-path": dict(_env="Pendulum-v1", use_sde=True, _fast=False),
     "adam-optimizer-torch-path": dict(update_rule="optimizer", trace_lambda=0.0, learning_rate=1e-3, _fast=False),
-    "sequential-4-envs": dict(combine_envs="sequential", n_envs=4),
-    "sequential-gaussian-2-envs": dict(_env="Pendulum-v1", combine_envs="sequential", n_envs=2),
-    "sequential-n-step-windows-2-envs": dict(combine_envs="sequential", n_steps=3, trace_lambda=0.0, n_envs=2),
-    "sequential-adaptive-obgd-torch-path-2-envs": dict(
-        combine_envs="sequential", update_rule="adaptive_obgd", _fast=False, n_envs=2
-    ),
-    "sequential-adam-4-envs": dict(
-        combine_envs="sequential", update_rule="optimizer", trace_lambda=0.0, learning_rate=1e-3, n_envs=4
-    ),
+    "4-envs": dict(n_envs=4),
+    "gaussian-2-envs": dict(_env="Pendulum-v1", n_envs=2),
+    "n-step-windows-2-envs": dict(n_steps=3, trace_lambda=0.0, n_envs=2),
+    "adaptive-obgd-reference-2-envs": dict(update_rule="adaptive_obgd", _fast=False, n_envs=2),
+    "adam-4-envs": dict(update_rule="optimizer", trace_lambda=0.0, learning_rate=1e-3, n_envs=4),
     "adam-gsde-4-envs": dict(
         _env="MountainCarContinuous-v0",
         update_rule="optimizer",
@@ -61,7 +58,7 @@ def _make(config: dict, env_seed: int = 7) -> OneStepAC:
     fast = config.pop("_fast", True)
     env = make_vec_env(config.pop("_env", "CartPole-v1"), n_envs=config.pop("n_envs", 1), seed=env_seed)
     model = OneStepAC("MlpPolicy", env, seed=0, **config)
-    model._use_fast_path = fast
+    model._use_kernels = fast
     return model
 
 
@@ -83,29 +80,26 @@ def test_resume_from_saved_model_equals_uninterrupted_run(name: str, tmp_path) -
     first_half.save(tmp_path / "half")
     th.manual_seed(1234)  # anything may use the global generator between save and load
     resumed = OneStepAC.load(tmp_path / "half", env=env, force_reset=False)
-    resumed._use_fast_path = first_half._use_fast_path
+    resumed._use_kernels = first_half._use_kernels
     resumed.learn(700, reset_num_timesteps=False)
 
     assert resumed.num_timesteps == uninterrupted.num_timesteps == 1400
     assert th.equal(_flat(resumed), _flat(uninterrupted))
     assert resumed._n_updates == uninterrupted._n_updates
-    for state in ("_reward_scaler", "_actor_traces", "_windows"):
-        assert (getattr(resumed, state) is None) == (getattr(uninterrupted, state) is None)
-    if uninterrupted._reward_scaler is not None:
-        assert resumed._reward_scaler.stats.count == uninterrupted._reward_scaler.stats.count == 1400
-    if uninterrupted._actor_moments is not None:
-        # one update per VecEnv step, or per env with combine_envs="sequential"; with one env's n-step windows, one per
-        # step with a due state (none while a window fills)
-        updates = 1400 if resumed.combine_envs == "sequential" else 1400 // resumed.n_envs
-        if resumed.n_steps > 1 and resumed.n_envs == 1:
-            updates = uninterrupted._n_updates
-            assert 1000 < updates < 1400
-        assert resumed._actor_moments.count == uninterrupted._actor_moments.count == updates
-        assert th.equal(resumed._critic_moments.moments, uninterrupted._critic_moments.moments)
-    if uninterrupted._colored_noise is not None:
-        assert np.array_equal(resumed._colored_noise.sequences, uninterrupted._colored_noise.sequences)
-    if uninterrupted._sde_noise is not None:
-        assert th.equal(resumed._sde_noise.eps, uninterrupted._sde_noise.eps)
+    for state in ("reward_scaler", "actor_traces", "windows"):
+        assert (getattr(resumed._state, state) is None) == (getattr(uninterrupted._state, state) is None)
+    if uninterrupted._state.reward_scaler is not None:
+        assert resumed._state.reward_scaler.stats.count == uninterrupted._state.reward_scaler.stats.count == 1400
+    if uninterrupted._state.actor_moments is not None:
+        # one row per env step; with n-step windows, one per state whose return is complete (the last ones still wait)
+        rows = uninterrupted._state.moments_count
+        assert rows == 1400 if resumed.n_steps == 1 else 1400 - resumed.n_steps * resumed.n_envs < rows < 1400
+        assert resumed._state.moments_count == rows
+        assert th.equal(resumed._state.critic_moments, uninterrupted._state.critic_moments)
+    if uninterrupted._state.colored_noise is not None:
+        assert np.array_equal(resumed._state.colored_noise.sequences, uninterrupted._state.colored_noise.sequences)
+    if uninterrupted._state.sde_noise is not None:
+        assert th.equal(resumed._state.sde_noise.eps, uninterrupted._state.sde_noise.eps)
 
 
 def _raw_pendulum_observations() -> np.ndarray:
@@ -158,29 +152,19 @@ def test_policy_alone_acts_as_the_model_on_raw_observations(tmp_path) -> None:
     assert np.allclose(returns[0], returns[1], rtol=1e-6, atol=0.0)
 
 
-def test_model_saved_before_the_normaliser_moved_into_the_policy_is_refused(tmp_path) -> None:
+def test_model_of_another_version_is_refused(tmp_path) -> None:
     model = OneStepAC("MlpPolicy", "CartPole-v1", seed=0)
-    model._obs_normalizer = object()  # what an older version saved
-    del model._save_format
+    model._save_format = 2  # what an earlier version saved
     model.save(tmp_path / "old")
-    with pytest.raises(ValueError, match="saved by an older sb3-ac-plus"):
+    with pytest.raises(ValueError, match="another version of sb3-ac-plus"):
         OneStepAC.load(tmp_path / "old")
 
 
-def test_model_saved_with_the_former_default_network_loads(tmp_path) -> None:
-    """Format 2 models were saved when the streaming policies' default hidden layers were (128, 128)."""
-    model = OneStepAC("MlpPolicy", "CartPole-v1", policy_kwargs=dict(net_arch=[128, 128]), seed=0).learn(200)
-    model.policy_kwargs = {}  # what such a model saved: the user passed no net_arch
-    model._save_format = 2
-    model.save(tmp_path / "format2")
-    loaded = OneStepAC.load(tmp_path / "format2")
-    assert [layer.out_features for layer in loaded.policy.mlp_extractor.policy_net.linears] == [128, 128]
-    obs = np.array([[0.01, -0.02, 0.03, 0.04]], dtype=np.float32)
-    assert th.equal(_flat(loaded), _flat(model))
-    assert np.array_equal(loaded.predict(obs, deterministic=True)[0], model.predict(obs, deterministic=True)[0])
-    assert loaded._save_format == 3
-    new = OneStepAC("MlpPolicy", "CartPole-v1", seed=0)
-    assert [layer.out_features for layer in new.policy.mlp_extractor.policy_net.linears] == [64, 64]
+@pytest.mark.parametrize("algorithm", [PPO, A2C])
+def test_loading_another_algorithms_model_names_it(algorithm: type, tmp_path) -> None:
+    algorithm("MlpPolicy", "CartPole-v1", seed=0).save(tmp_path / "other")
+    with pytest.raises(ValueError, match=f"holds a {algorithm.__name__}"):
+        OneStepAC.load(tmp_path / "other")
 
 
 def test_loaded_model_keeps_training(tmp_path) -> None:
@@ -190,7 +174,7 @@ def test_loaded_model_keeps_training(tmp_path) -> None:
     before = _flat(loaded).clone()
     loaded.learn(300)
     assert not th.equal(before, _flat(loaded))
-    assert loaded._actor_traces.n_envs == 2
+    assert loaded._state.actor_traces.shape[0] == 2
 
 
 def test_get_and_set_parameters() -> None:
@@ -223,12 +207,12 @@ def test_same_seed_same_run_and_different_seed_different_run() -> None:
 def test_set_env_starts_new_episodes_with_fresh_traces(monkeypatch) -> None:
     model = OneStepAC("MlpPolicy", "CartPole-v1", seed=1).learn(100)
     assert not model._last_episode_starts[0]  # mid-episode: the traces hold something
-    assert th.count_nonzero(model._actor_traces.traces) > 0
+    assert th.count_nonzero(model._state.actor_traces) > 0
     model.set_env(make_vec_env("CartPole-v1", n_envs=1, seed=9))
     assert model._last_obs is None
     reset_calls = []
-    original = model._reset_episode_state
-    monkeypatch.setattr(model, "_reset_episode_state", lambda: reset_calls.append(1) or original())
+    original = model._new_episodes
+    monkeypatch.setattr(model, "_new_episodes", lambda: reset_calls.append(1) or original())
     model.learn(50, reset_num_timesteps=False)
     assert reset_calls == [1]
     assert model.num_timesteps == 150
@@ -243,20 +227,20 @@ def test_saved_online_state_is_plain_data(config: str, tmp_path) -> None:
         data = json.loads(archive.read("data"))
     pickled = base64.b64decode(data["_online_state"][":serialized:"])
     assert b"sb3_ac_plus" not in pickled  # arrays, numbers and lists only: no class of this package
-    for name in ("_actor_traces", "_reward_scaler", "_windows", "_generator"):
+    for name in ("_state", "_generator"):
         assert name not in data
 
 
 def test_learning_and_resuming_leave_torch_global_generator_alone(tmp_path) -> None:
     for fast in (True, False):
         model = OneStepAC("MlpPolicy", "Pendulum-v1", seed=0)
-        model._use_fast_path = fast
+        model._use_kernels = fast
         th.manual_seed(123)
         model.learn(100)
         assert th.equal(th.rand(3), th.manual_seed(123) and th.rand(3))  # the model samples with its own generator
         model.save(tmp_path / "model")
         resumed = OneStepAC.load(tmp_path / "model", env=model.get_env(), force_reset=False)
-        resumed._use_fast_path = fast
+        resumed._use_kernels = fast
         th.manual_seed(7)
         resumed.learn(100, reset_num_timesteps=False)
         assert th.equal(th.rand(3), th.manual_seed(7) and th.rand(3))

@@ -19,10 +19,10 @@ from sb3_ac_plus.policies.actor_critic import ConfigurableActorCriticPolicy
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
 def test_linear_policy(env_id: str, fast: bool) -> None:
     model = OneStepAC("MlpPolicy", env_id, policy_kwargs=dict(net_arch=[]), seed=0)
-    model._use_fast_path = fast
+    model._use_kernels = fast
     before = model._flat_params.clone()
     model.learn(300, log_interval=None)
-    assert (model._backend.name == "numpy") == fast
+    assert (model._engine.name == "kernels") == fast
     assert len(model.policy.mlp_extractor.policy_net.linears) == 0
     assert not th.equal(before, model._flat_params)
     assert th.isfinite(model._flat_params).all()
@@ -49,7 +49,7 @@ class MatrixActionEnv(gym.Env):
 @pytest.mark.parametrize("fast", [True, False])
 def test_multi_dimensional_box_actions(fast: bool) -> None:
     model = OneStepAC("MlpPolicy", MatrixActionEnv(), seed=0)
-    model._use_fast_path = fast
+    model._use_kernels = fast
     model.learn(200, log_interval=None)
     action, _ = model.predict(MatrixActionEnv.observation_space.sample(), deterministic=True)
     assert action.shape == (2, 2)
@@ -146,7 +146,7 @@ class RecordObservations(VecEnvWrapper):
 def test_observation_statistics_are_the_mean_and_variance_of_every_observation_seen(fast: bool) -> None:
     env = RecordObservations(DummyVecEnv([lambda: gym.make("CartPole-v1")] * 2))
     model = OneStepAC("MlpPolicy", env, seed=0)
-    model._use_fast_path = fast
+    model._use_kernels = fast
     model.learn(600, log_interval=None)
     seen = np.concatenate(env.seen).astype(np.float64)
     stats = model.obs_normalizer.statistics()

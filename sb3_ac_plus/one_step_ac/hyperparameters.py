@@ -105,12 +105,11 @@ def check_online_modules(policy: nn.Module) -> None:
 _SAVED_ONLY_BY = (
     ("clip_range", "PPO (or sb3-contrib's RecurrentPPO or MaskablePPO)"),
     ("cg_max_steps", "sb3-contrib's TRPO"),
-    ("rms_prop_eps", "A2C"),
-    ("use_rms_prop", "A2C"),
     ("target_entropy", "SAC (or sb3-contrib's TQC or CrossQ)"),
     ("target_policy_noise", "TD3"),
     ("exploration_fraction", "DQN (or sb3-contrib's QR-DQN)"),
     ("n_sampled_goal", "HER"),
+    ("normalize_advantage", "A2C"),  # PPO's too, found above by its clip_range
 )
 
 
@@ -126,4 +125,6 @@ def saved_by(data: dict) -> str:
         )
     policy = data.get("policy_class")
     name = getattr(policy, "__qualname__", policy)
-    return f"this file does not hold a OneStepAC model (its policy class is {name!r}): load it with the algorithm that saved it"
+    return (
+        f"this file does not hold a OneStepAC model (its policy class is {name!r}): load it with the algorithm that saved it"
+    )

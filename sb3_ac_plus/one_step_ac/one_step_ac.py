@@ -354,10 +354,14 @@ class OneStepAC(OnPolicyAlgorithm):
         :param progress_bar: display a progress bar using tqdm and rich
         :return: the trained model
         """
-        if log_interval is not None and (isinstance(log_interval, bool) or not isinstance(log_interval, int) or log_interval < 1):
+        if log_interval is not None and (
+            isinstance(log_interval, bool) or not isinstance(log_interval, int) or log_interval < 1
+        ):
             raise ValueError(f"log_interval must be a positive number of updates or None, got {log_interval!r}")
         new_episodes = reset_num_timesteps or self._last_obs is None
-        total_timesteps, callback = self._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
+        total_timesteps, callback = self._setup_learn(
+            total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar
+        )
         assert self.env is not None
         if new_episodes or self._state.n_envs != self.n_envs:
             self._new_episodes()
@@ -489,7 +493,9 @@ class OneStepAC(OnPolicyAlgorithm):
             discounts = (self.gamma * ~step.terminated).astype(np.float32)
             trace_index = envs if self._state.actor_traces is not None else np.full(self.n_envs, -1)
             return Rows(self._obs_input, actions, step.learn_rewards, discounts, next_obs, envs, trace_index)
-        due = windows.propose([obs_row(raw_obs, env) for env in range(self.n_envs)], actions, step.learn_rewards, step.dones, step.terminated)
+        due = windows.propose(
+            [obs_row(raw_obs, env) for env in range(self.n_envs)], actions, step.learn_rewards, step.dones, step.terminated
+        )
         if not due.envs:
             return None
         returns, discounts = np.array(due.returns, dtype=np.float32), np.array(due.discounts, dtype=np.float32)

@@ -114,7 +114,13 @@ class OnlineState:
         gamma: float,
         reward_scaler: RewardScaler | None,
     ) -> None:
-        self.sizes, self.device, self.has_traces, self.n_steps, self.gamma = (n_actor, n_critic), device, traces, n_steps, gamma
+        self.sizes, self.device, self.has_traces, self.n_steps, self.gamma = (
+            (n_actor, n_critic),
+            device,
+            traces,
+            n_steps,
+            gamma,
+        )
         self.actor_traces: th.Tensor | None = None
         self.critic_traces: th.Tensor | None = None
         self.actor_moments = th.zeros(n_actor, device=device) if moments else None

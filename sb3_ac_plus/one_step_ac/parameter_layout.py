@@ -17,9 +17,9 @@ from sb3_ac_plus.one_step_ac.policy_outputs import actor_outputs, critic_values
 class ParameterSplit(NamedTuple):
     """The trained parameters by what uses them, each list in the order of the flat vector."""
 
-    actor: list[th.Tensor]
-    critic: list[th.Tensor]
-    trained: list[th.Tensor]
+    actor: list[th.nn.Parameter]
+    critic: list[th.nn.Parameter]
+    trained: list[th.nn.Parameter]
     shared: bool
 
 

@@ -114,6 +114,8 @@ class ReferenceUpdate:
     :param trace_decay: the eligibility traces' decay ``gamma * lambda``
     """
 
+    name = "reference"
+
     def __init__(
         self,
         policy: ActorCriticPolicy,
@@ -127,7 +129,12 @@ class ReferenceUpdate:
         trace_decay: float,
     ) -> None:
         self.policy, self.split, self.flat_params, self.generator = policy, split, flat_params, generator
-        self.update_rule, self.kappas, self.ent_coef, self.trace_decay = update_rule, (actor_kappa, critic_kappa), ent_coef, trace_decay
+        self.update_rule, self.kappas, self.ent_coef, self.trace_decay = (
+            update_rule,
+            (actor_kappa, critic_kappa),
+            ent_coef,
+            trace_decay,
+        )
         n_actor, n_critic = sum(p.numel() for p in split.actor), sum(p.numel() for p in split.critic)
         self.flat_actor, self.flat_critic = flat_params[:n_actor], flat_params[flat_params.numel() - n_critic :]
         self._saved_optimizer: dict = {}
@@ -168,8 +175,17 @@ class ReferenceUpdate:
                 group["lr"] = lr
         else:
             actor_kappa, critic_kappa = (None, None) if self.update_rule == "sgd" else self.kappas
-            actor = TraceStep(self.flat_actor, state.actor_traces, self.trace_decay, state.actor_moments, state.moments_decay, actor_kappa)
-            critic = TraceStep(self.flat_critic, state.critic_traces, self.trace_decay, state.critic_moments, state.moments_decay, critic_kappa)
+            actor = TraceStep(
+                self.flat_actor, state.actor_traces, self.trace_decay, state.actor_moments, state.moments_decay, actor_kappa
+            )
+            critic = TraceStep(
+                self.flat_critic,
+                state.critic_traces,
+                self.trace_decay,
+                state.critic_moments,
+                state.moments_decay,
+                critic_kappa,
+            )
         for r in range(rows.n_rows):
             obs = obs_slice(rows.obs, r)
             value = critic_values(self.policy, obs)[0]
@@ -182,7 +198,7 @@ class ReferenceUpdate:
             outputs = actor_outputs(self.policy, obs, action)
             log_prob = outputs.log_prob[0]
             entropy = outputs.entropy[0] if outputs.entropy is not None else th.zeros(())
-            stats[r, :3] = delta, float(log_prob), float(entropy)
+            stats[r, :3] = delta, float(log_prob.detach()), float(entropy.detach())
             if self.update_rule == "optimizer":
                 stats[r, 3:] = actor_lr, critic_lr
                 loss = -(delta * log_prob + self.ent_coef * abs(delta) * entropy) - delta * value
@@ -202,7 +218,10 @@ class ReferenceUpdate:
             n_seen = state.moments_count + r + 1
             actor_direction, actor_norm = actor.direction(actor_grad, delta, int(rows.trace_index[r]), n_seen)
             critic_direction, critic_norm = critic.direction(critic_grad, delta, int(rows.trace_index[r]), n_seen)
-            actor_step, critic_step = actor.step_size(delta, actor_norm, actor_lr), critic.step_size(delta, critic_norm, critic_lr)
+            actor_step, critic_step = (
+                actor.step_size(delta, actor_norm, actor_lr),
+                critic.step_size(delta, critic_norm, critic_lr),
+            )
             if not abs(actor_step * delta) * actor_norm + abs(critic_step * delta) * critic_norm < MAX_UPDATE_NORM:
                 return UNSAFE_UPDATE, r, stats
             with th.no_grad():

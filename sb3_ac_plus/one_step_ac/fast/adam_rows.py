@@ -85,15 +85,15 @@ def optimizer_row(
     a_acts = np.empty((a_hidden + 1, 1, a_width), dtype=np.float32)
     a_pres = np.empty((max(a_hidden, 1), 1, a_width), dtype=np.float32)
     a_inv = np.ones((max(a_hidden, 1), 1), dtype=np.float32)
-    head = np.empty((1, n_out), dtype=np.float32)
-    mlp_forward(params, actor_layout, obs, actor_norm, actor_eps, actor_slope, a_acts, a_pres, a_inv, head)
+    out = np.empty((1, n_out), dtype=np.float32)
+    mlp_forward(params, actor_layout, obs, actor_norm, actor_eps, actor_slope, a_acts, a_pres, a_inv, out)
     entropy_weight = ent_coef * (1.0 if delta > 0.0 else (-1.0 if delta < 0.0 else 0.0))
     grads = np.zeros((1, n_params), dtype=np.float32)
     grad_out = np.empty((1, n_out), dtype=np.float32)
     log_probs = np.empty(n_out, dtype=np.float64)
     log_prob, entropy = actor_head(
         kind,
-        head[0],
+        out[0],
         a_acts[a_hidden, 0, :n_latent],
         params,
         log_std_offset,

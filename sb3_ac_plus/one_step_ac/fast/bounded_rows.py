@@ -17,6 +17,7 @@ from sb3_ac_plus.one_step_ac.fast.heads import actor_head
 from sb3_ac_plus.one_step_ac.fast.mlp import mlp_backward, mlp_forward
 from sb3_ac_plus.one_step_ac.rows import APPLIED, MAX_UPDATE_NORM, NON_FINITE_DELTA, NON_FINITE_GRADIENT, UNSAFE_UPDATE
 
+
 @njit(cache=True, nogil=True, fastmath=FAST_SUMS)
 def _step_size(delta: float, norm: float, lr: float, kappa: float, bounded: bool) -> float:  # pragma: no cover
     """ObGD's ``lr / max(1, lr * kappa * max(|delta|, 1) * |e|_1)``, or ``lr`` (SGD)."""

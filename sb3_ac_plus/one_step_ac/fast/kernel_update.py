@@ -1,6 +1,7 @@
 """OneStepAC's acting and update by the compiled kernels: the fast path, for the configurations they compute."""
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch as th
@@ -36,6 +37,8 @@ class KernelUpdate:
     :param flat_grad: the flat gradient vector its groups read (``update_rule="optimizer"``)
     """
 
+    name = "kernels"
+
     def __init__(
         self,
         policy: ActorCriticPolicy,
@@ -69,7 +72,7 @@ class KernelUpdate:
         normalizer = getattr(policy, "obs_normalizer", None)
         self.stats: RunningMeanStdBuffers | None = None if normalizer is None else normalizer.statistics()
 
-    def observe(self, raw_obs: np.ndarray) -> np.ndarray:
+    def observe(self, raw_obs: Any) -> np.ndarray:
         """:return: the networks' input: the observations normalised with the current statistics, float32"""
         if self.stats is None:
             return np.asarray(raw_obs, dtype=np.float32)
@@ -117,12 +120,13 @@ class KernelUpdate:
         kernel_rows = self._kernel_rows(rows)
         networks = self.networks
         if self.update_rule == "optimizer":
-            assert self.flat_optimizer is not None and self.flat_grad is not None
+            flat_grad = self.flat_grad
+            assert self.flat_optimizer is not None and flat_grad is not None
             result = [APPLIED, 0]
 
             def adam_update(views: list[tuple], hypers: list[np.ndarray]) -> int:
                 result[0], result[1] = adam_rows(
-                    self.params, self.flat_grad, self.n_actor, networks.actor, networks.critic, self.head, kernel_rows,
+                    self.params, flat_grad, self.n_actor, networks.actor, networks.critic, self.head, kernel_rows,
                     views[0], views[1], hypers[0], hypers[1], stats,
                 )  # fmt: skip
                 return result[1]

@@ -82,6 +82,13 @@ def _layout(mlp: MLP, head: nn.Linear, offsets: dict[int, int]) -> np.ndarray:
     return np.array(rows, dtype=np.int64)
 
 
+def _mlp_arguments(mlp: MLP, head: nn.Linear, offsets: dict[int, int]) -> tuple[np.ndarray, bool, float, float]:
+    """:return: an MLP and its head as the kernels take them: layout, LayerNorm flag and epsilon, activation"""
+    slope = _activation(mlp.activation)
+    assert slope is not None, f"unsupported activation {mlp.activation}"
+    return _layout(mlp, head, offsets), mlp.layer_norm, float(mlp.layer_norm_eps), slope
+
+
 class KernelNetworks:
     """
     The actor and the critic of a policy :func:`supports_kernels` accepts, as the kernels take them.
@@ -95,14 +102,17 @@ class KernelNetworks:
         extractor = cast(ActorCriticMlpExtractor, policy.mlp_extractor)
         actor, critic = extractor.policy_net, extractor.value_net
         self.params = params
-        self.kind = SDE if _is_plain_sde(policy) else GAUSSIAN if type(policy.action_dist) is DiagGaussianDistribution else CATEGORICAL
-        self.sde_epsilon = float(cast(StateDependentNoiseDistribution, policy.action_dist).epsilon) if self.kind == SDE else 0.0
+        self.kind = (
+            SDE if _is_plain_sde(policy) else GAUSSIAN if type(policy.action_dist) is DiagGaussianDistribution else CATEGORICAL
+        )
+        self.sde_epsilon = (
+            float(cast(StateDependentNoiseDistribution, policy.action_dist).epsilon) if self.kind == SDE else 0.0
+        )
         # log_std: (action_dim,) for a state-independent std, (latent_dim, action_dim) with gSDE
         self.log_std = policy.log_std.detach().numpy() if self.kind != CATEGORICAL else np.zeros(0, dtype=np.float32)
         self.log_std_offset = offsets[id(policy.log_std)] if self.kind != CATEGORICAL else 0
-        # Each MLP's arguments of the kernels: layout, LayerNorm flag and epsilon, activation.
-        self.actor = (_layout(actor, policy.action_net, offsets), actor.layer_norm, float(actor.layer_norm_eps), _activation(actor.activation))  # type: ignore[arg-type]
-        self.critic = (_layout(critic, policy.value_net, offsets), critic.layer_norm, float(critic.layer_norm_eps), _activation(critic.activation))  # type: ignore[arg-type]
+        self.actor = _mlp_arguments(actor, policy.action_net, offsets)  # type: ignore[arg-type]
+        self.critic = _mlp_arguments(critic, policy.value_net, offsets)  # type: ignore[arg-type]
         layout = self.actor[0]
         self._n_out = int(layout[-1, 3])
         self._latent_dim = int(layout[-1, 2])
