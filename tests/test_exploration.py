@@ -8,7 +8,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from sb3_ac_plus import OneStepAC
-from sb3_ac_plus.one_step_ac.exploration import ColoredNoise
+from sb3_ac_plus.common.exploration import ColoredNoise
 from sb3_ac_plus.one_step_ac.policy_outputs import normalized_observations
 
 from tests.test_parity import RecordingEnv

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from sb3_ac_plus.common.running_statistics import merge_batch
-from sb3_ac_plus.one_step_ac.reward_scaling import RewardScaler
+from sb3_ac_plus.common.reward_scaling import RewardScaler
 
 GAMMA = 0.9
 

@@ -29,15 +29,6 @@ def stack_obs_rows(rows: list[Any]) -> Any:
     return np.stack(rows)
 
 
-def concat_obs(first: Any, second: Any) -> Any:
-    """Two batches (tensors, arrays, or dicts of either) one after the other along the batch axis."""
-    if isinstance(first, dict):
-        return {key: concat_obs(first[key], second[key]) for key in first}
-    if isinstance(first, th.Tensor):
-        return th.cat([first, second])
-    return np.concatenate([first, second])
-
-
 def with_terminal_obs(new_obs: Any, infos: list[dict[str, Any]], truncated: np.ndarray) -> Any:
     """A copy of ``new_obs`` where each truncated env's row is its terminal observation (from the VecEnv's infos)."""
     if isinstance(new_obs, dict):

@@ -1,11 +1,10 @@
 """OneStepAC: a one-step online actor-critic that updates after every environment step."""
 
 import math
-from typing import Any, ClassVar, NamedTuple, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch as th
-from gymnasium import spaces
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.distributions import DiagGaussianDistribution
@@ -16,46 +15,28 @@ from stable_baselines3.common.utils import FloatSchedule
 from stable_baselines3.common.vec_env import VecEnv
 from threadpoolctl import threadpool_limits
 
-from sb3_ac_plus.one_step_ac.exploration import ColoredNoise, StateDependentNoise
+from sb3_ac_plus.common.exploration import ColoredNoise, StateDependentNoise
 from sb3_ac_plus.one_step_ac.fast import FlatOptimizer, KernelUpdate, start_compiler, supports_kernels
 from sb3_ac_plus.one_step_ac.hyperparameters import check_hyperparameters, check_online_modules, check_spaces, saved_by
-from sb3_ac_plus.one_step_ac.observations import all_finite, obs_row, stack_obs_rows, with_terminal_obs
+from sb3_ac_plus.one_step_ac.env_steps import NonFiniteError, Transition, check_finite_obs, step_envs
+from sb3_ac_plus.one_step_ac.observations import obs_row, stack_obs_rows
 from sb3_ac_plus.one_step_ac.online_state import OnlineState
 from sb3_ac_plus.one_step_ac.parameter_layout import flatten_parameters_, is_view_of, split_parameters
 from sb3_ac_plus.one_step_ac.policy_aliases import POLICY_ALIASES
 from sb3_ac_plus.one_step_ac.reference import ReferenceUpdate
-from sb3_ac_plus.one_step_ac.reward_scaling import RewardScaler, ScaledRewards
+from sb3_ac_plus.common.reward_scaling import RewardScaler
 from sb3_ac_plus.one_step_ac.rows import APPLIED, NON_FINITE_DELTA, NON_FINITE_GRADIENT, STAT_NAMES, Rows
 from sb3_ac_plus.policies.actor_critic import ConfigurableActorCriticPolicy
 from sb3_ac_plus.policies.observation_normalizer import ObservationNormalizer
 
 SelfOneStepAC = TypeVar("SelfOneStepAC", bound="OneStepAC")
+__all__ = ["NonFiniteError", "OneStepAC"]
 
 SAVE_FORMAT = 3  # saved with every model; a model without it, or with another, was not saved by this version
 _REFUSALS = {
     NON_FINITE_DELTA: "its TD error is not finite (the value estimates diverged)",
     NON_FINITE_GRADIENT: "its gradient is not finite",
 }
-
-
-class NonFiniteError(RuntimeError):
-    """
-    Raised when an observation, a reward or an update is NaN or infinite. The step is not committed: parameters,
-    traces, normalisers, n-step windows and counters stay as after the last completed step.
-    """
-
-
-class Transition(NamedTuple):
-    """One step of every env, checked, and what the update needs from it; nothing of the model has changed yet."""
-
-    new_obs: Any
-    rewards: np.ndarray
-    dones: np.ndarray
-    infos: list[dict[str, Any]]
-    bootstrap_obs: Any  # the next observations, with the terminal one where an episode was truncated
-    learn_rewards: np.ndarray  # the rewards learned from (scaled with normalize_rewards)
-    scaled: ScaledRewards | None  # the reward scaler's pending statistics
-    terminated: np.ndarray
 
 
 class OneStepAC(OnPolicyAlgorithm):
@@ -229,14 +210,7 @@ class OneStepAC(OnPolicyAlgorithm):
         self._flat_params = flatten_parameters_(self._split.trained)
         self._n_actor = sum(p.numel() for p in self._split.actor)
         if self.update_rule == "optimizer":
-            critic_ids = {id(p) for p in self._split.critic}
-            self.policy.optimizer = self.policy.optimizer_class(
-                [
-                    {"params": [p for p in self._split.actor if id(p) not in critic_ids], "lr": self.lr_schedule(1.0)},
-                    {"params": self._split.critic, "lr": self.critic_lr_schedule(1.0)},
-                ],
-                **self.policy.optimizer_kwargs,
-            )
+            self.policy.optimizer = self._split.optimizer(self.policy, self.lr_schedule(1.0), self.critic_lr_schedule(1.0))
         scaler = RewardScaler(self.n_envs, self.gamma) if self.normalize_rewards else None
         traces = self.update_rule != "optimizer" and self.gamma * self.trace_lambda > 0.0
         n_critic = sum(p.numel() for p in self._split.critic)
@@ -365,7 +339,7 @@ class OneStepAC(OnPolicyAlgorithm):
         assert self.env is not None
         if new_episodes or self._state.n_envs != self.n_envs:
             self._new_episodes()
-        self._check_finite_obs(self._last_obs, self.num_timesteps)
+        check_finite_obs(self._last_obs, self.num_timesteps)
         if new_episodes and self.obs_normalizer is not None:
             self.obs_normalizer.update(self._last_obs)  # type: ignore[arg-type]
         self._setup_engine()
@@ -426,7 +400,7 @@ class OneStepAC(OnPolicyAlgorithm):
         assert engine is not None
         raw_obs = self._last_obs
         actions = engine.act(self._obs_input, self._exploration_noise())
-        step = self._env_step(env, actions)
+        step = step_envs(env, actions, self.policy, self.num_timesteps, self._state.reward_scaler)
         rows = self._rows(step, raw_obs, actions)
         if rows is not None:
             self._learn_from(rows)
@@ -447,37 +421,6 @@ class OneStepAC(OnPolicyAlgorithm):
         """With gSDE, set the policy's exploration matrices (what ``predict`` samples with) for its current std."""
         if self._state.sde_noise is not None:
             self._state.sde_noise.apply(self.policy)
-
-    def _to_env_actions(self, actions: np.ndarray) -> np.ndarray:
-        env_actions = actions.reshape((-1, *self.action_space.shape))  # type: ignore[misc,arg-type]
-        if isinstance(self.action_space, spaces.Box):
-            if self.policy.squash_output:
-                return self.policy.unscale_action(env_actions)
-            return np.minimum(np.maximum(env_actions, self.action_space.low), self.action_space.high)
-        return env_actions
-
-    @staticmethod
-    def _check_finite_obs(obs: Any, step: int) -> None:
-        if not all_finite(obs):
-            raise NonFiniteError(f"OneStepAC: non-finite observation from the environment at step {step}")
-
-    def _env_step(self, env: VecEnv, actions: np.ndarray) -> Transition:
-        """Step the envs and check and prepare what the update needs, changing nothing of the model."""
-        new_obs, rewards, dones, infos = env.step(self._to_env_actions(actions))
-        pending_steps = self.num_timesteps + env.num_envs
-        if np.count_nonzero(np.isfinite(rewards)) != rewards.size:
-            raise NonFiniteError(f"OneStepAC: non-finite reward {rewards} from the environment at step {pending_steps}")
-        truncated, bootstrap_obs = dones, new_obs
-        if np.count_nonzero(dones):
-            truncated = np.array([info.get("TimeLimit.truncated", False) for info in infos], dtype=bool) & dones
-            bootstrap_obs = with_terminal_obs(new_obs, infos, truncated) if truncated.any() else new_obs
-        self._check_finite_obs(new_obs, pending_steps)
-        if bootstrap_obs is not new_obs:
-            self._check_finite_obs(bootstrap_obs, pending_steps)
-        reward_scaler = self._state.reward_scaler
-        scaled = None if reward_scaler is None else reward_scaler.scale(rewards)
-        learn_rewards = rewards.astype(np.float32) if scaled is None else scaled.rewards
-        return Transition(new_obs, rewards, dones, infos, bootstrap_obs, learn_rewards, scaled, dones & ~truncated)
 
     def _rows(self, step: Transition, raw_obs: Any, actions: np.ndarray) -> Rows | None:
         """

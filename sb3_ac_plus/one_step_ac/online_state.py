@@ -12,8 +12,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch as th
 
-from sb3_ac_plus.one_step_ac.exploration import ColoredNoise, StateDependentNoise
-from sb3_ac_plus.one_step_ac.reward_scaling import RewardScaler, ScaledRewards
+from sb3_ac_plus.common.exploration import ColoredNoise, StateDependentNoise
+from sb3_ac_plus.common.reward_scaling import RewardScaler, ScaledRewards
 
 # AdaptiveObGD's running second moment of the update ``delta * trace``, as stream AC(lambda) sets it: its decay and the
 # term added under the square root.

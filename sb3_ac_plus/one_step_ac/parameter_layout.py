@@ -22,6 +22,15 @@ class ParameterSplit(NamedTuple):
     trained: list[th.nn.Parameter]
     shared: bool
 
+    def optimizer(self, policy: ActorCriticPolicy, actor_lr: float, critic_lr: float) -> th.optim.Optimizer:
+        """:return: the policy's optimizer class over two groups: actor-only parameters, and shared and critic ones"""
+        critic_ids = {id(p) for p in self.critic}
+        groups = [
+            {"params": [p for p in self.actor if id(p) not in critic_ids], "lr": actor_lr},
+            {"params": self.critic, "lr": critic_lr},
+        ]
+        return policy.optimizer_class(groups, **policy.optimizer_kwargs)
+
 
 def split_parameters(policy: ActorCriticPolicy, observation_space: spaces.Space) -> ParameterSplit:
     """:return: which trained parameters the actor's and the critic's outputs depend on (found with autograd)"""

@@ -1,122 +1,13 @@
-"""Adam's step compiled, on the state of a torch Adam over flat CPU tensors (the policy optimizer's flat twin).
+"""Adam's step compiled: torch's single-tensor Adam element by element, in its float32 rounding.
 
-:func:`adam_write` computes torch's single-tensor Adam element by element, in its float32 rounding, on views of the
-torch optimizer's own parameters, gradients and state, so the optimizer keeps its state for ``state_dict``, saving
-and loading. :class:`NumpyAdam` hands those views to a compiled update (:mod:`~sb3_ac_plus.one_step_ac.fast.adam_rows`).
+:class:`~sb3_ac_plus.one_step_ac.fast.flat_optimizer.FlatOptimizer` hands the views of the policy Adam's flat twin
+(parameters, gradients, moments) to :func:`~sb3_ac_plus.one_step_ac.fast.adam_rows.adam_rows`, which steps them here.
 """
 
 import math
-from collections.abc import Callable
 
 import numpy as np
-import torch as th
 from numba import njit
-
-# Adam's options that change its formula; NumpyAdam computes the plain one.
-_VARIANTS = ("amsgrad", "maximize", "capturable", "differentiable", "fused", "decoupled_weight_decay")
-
-
-def numpy_adam_supported(optimizer: th.optim.Optimizer) -> bool:
-    """
-    :param optimizer: a torch optimizer
-    :return: whether :class:`NumpyAdam` computes its step: ``th.optim.Adam`` itself (not a subclass) with float
-        hyperparameters, none of its variants (AMSGrad, maximize, capturable, differentiable, fused, decoupled weight
-        decay), and one contiguous float32 CPU parameter per group, each with its gradient
-    """
-    if type(optimizer) is not th.optim.Adam:
-        return False
-    for group in optimizer.param_groups:
-        betas = group["betas"]
-        if (
-            any(group.get(flag) for flag in _VARIANTS)
-            or not all(isinstance(value, float) for value in (group["lr"], betas[0], betas[1], group["eps"]))
-            or not isinstance(group["weight_decay"], (int, float))
-            or len(group["params"]) != 1
-        ):
-            return False
-        param = group["params"][0]
-        grad = param.grad
-        if (
-            param.device.type != "cpu"
-            or param.dtype != th.float32
-            or not param.is_contiguous()
-            or grad is None
-            or grad.dtype != th.float32
-            or not grad.is_contiguous()
-        ):
-            return False
-    return True
-
-
-class NumpyAdam:
-    """
-    Steps ``optimizer`` (see :func:`numpy_adam_supported`) with NumPy, creating its state as torch does at the first
-    step (``step``, ``exp_avg``, ``exp_avg_sq``) and writing it in place afterwards.
-
-    :param optimizer: the Adam optimizer to step; its parameters' ``.grad`` are read at every step
-    """
-
-    def __init__(self, optimizer: th.optim.Optimizer) -> None:
-        if not numpy_adam_supported(optimizer):
-            raise ValueError("NumpyAdam: optimizer must be a plain th.optim.Adam with one float32 CPU tensor per group")
-        self.optimizer = optimizer
-        self._cache: list[tuple[tuple, tuple[np.ndarray, ...]] | None] = [None] * len(optimizer.param_groups)
-        # fused_steps's hyperparameter arrays, one per group, written in place at every call
-        self._hypers = [np.zeros(6, dtype=np.float64) for _ in optimizer.param_groups]
-
-    def _views(self, index: int, param: th.Tensor) -> tuple[np.ndarray, ...]:
-        """
-        :return: NumPy views of the parameter, its gradient, ``exp_avg``, ``exp_avg_sq`` and ``step``, kept while those
-            tensors stay the same objects (the state is created at the first step, and replaced by a load or a restore)
-        """
-        state = self.optimizer.state[param]
-        if not state:
-            state["step"] = th.tensor(0.0, dtype=th.float32)
-            state["exp_avg"] = th.zeros_like(param, memory_format=th.preserve_format)
-            state["exp_avg_sq"] = th.zeros_like(param, memory_format=th.preserve_format)
-        grad, exp_avg, exp_avg_sq, step = param.grad, state["exp_avg"], state["exp_avg_sq"], state["step"]
-        cached = self._cache[index]
-        if cached is not None:
-            kept = cached[0]
-            if kept[0] is grad and kept[1] is exp_avg and kept[2] is exp_avg_sq and kept[3] is step:
-                return cached[1]
-        assert grad is not None
-        views = (
-            param.detach().numpy().reshape(-1),
-            grad.numpy().reshape(-1),
-            exp_avg.numpy().reshape(-1),
-            exp_avg_sq.numpy().reshape(-1),
-            step.numpy(),
-        )
-        self._cache[index] = cached = ((grad, exp_avg, exp_avg_sq, step), views)
-        return cached[1]
-
-    def fused_steps(self, update: Callable[[list[tuple], list[np.ndarray]], int]) -> int:
-        """
-        Adam steps of every param group, one after the other, computed by ``update`` (a compiled kernel that writes
-        each step's gradient first and computes each step's scalars with :func:`step_scalars`): it is given each group's
-        views (parameter, gradient, ``exp_avg``, ``exp_avg_sq``) and hyperparameters (:func:`step_scalars`'s ``hyper``,
-        with the step count before the first step), and returns how many steps it applied, in order. The step counts
-        advance by that many.
-
-        :param update: the update, called once
-        :return: the steps applied
-        """
-        counts, views, hypers = [], [], self._hypers
-        for index, group in enumerate(self.optimizer.param_groups):
-            values, grad, exp_avg, exp_avg_sq, step_count = self._views(index, group["params"][0])
-            counts.append(step_count)
-            views.append((values, grad, exp_avg, exp_avg_sq))
-            hyper = hypers[index]
-            hyper[0] = group["lr"]
-            hyper[1], hyper[2] = group["betas"]
-            hyper[3] = group["eps"]
-            hyper[4] = group["weight_decay"]
-            hyper[5] = step_count
-        applied = update(views, hypers)
-        for step_count, hyper in zip(counts, hypers, strict=False):
-            step_count.fill(hyper[5] + applied)  # whole numbers: exact in float32; fill costs a tenth of +=
-        return applied
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=False)

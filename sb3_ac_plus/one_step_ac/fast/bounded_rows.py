@@ -13,9 +13,8 @@ import numpy as np
 from numba import njit
 
 from sb3_ac_plus.one_step_ac.fast.compiler import FAST_SUMS
-from sb3_ac_plus.one_step_ac.fast.heads import actor_head
-from sb3_ac_plus.one_step_ac.fast.mlp import mlp_backward, mlp_forward
-from sb3_ac_plus.one_step_ac.rows import APPLIED, MAX_UPDATE_NORM, NON_FINITE_DELTA, NON_FINITE_GRADIENT, UNSAFE_UPDATE
+from sb3_ac_plus.one_step_ac.fast.td_gradients import make_scratch, td_gradients
+from sb3_ac_plus.one_step_ac.rows import APPLIED, MAX_UPDATE_NORM, UNSAFE_UPDATE
 
 
 @njit(cache=True, nogil=True, fastmath=FAST_SUMS)
@@ -112,67 +111,25 @@ def bounded_rows(
     :param stats: ``(rows, 5)`` float64, written (:data:`~sb3_ac_plus.one_step_ac.rows.STAT_NAMES`)
     :return: :data:`APPLIED` or the first refused row's reason, and that row (the number of rows when applied)
     """
-    actor_layout, actor_norm, actor_eps, actor_slope = actor_net
-    critic_layout, critic_norm, critic_eps, critic_slope = critic_net
-    kind, log_std_offset, sde_epsilon, ent_coef = head
     obs, next_obs, next_index, returns, discounts, discrete_actions, box_actions, trace_index = rows
     actor_traces, critic_traces, decay = traces
     actor_moments, critic_moments, moments_count, beta2, moments_eps = moments
     actor_lr, critic_lr, actor_kappa, critic_kappa, bounded = steps
-    n_rows = obs.shape[0]
     n_params = params.shape[0]
-    n_critic = n_params - n_actor
-    a_hidden, c_hidden = actor_layout.shape[0] - 1, critic_layout.shape[0] - 1
-    a_width = max(obs.shape[1], actor_layout[:, 3].max())
-    c_width = max(obs.shape[1], critic_layout[:, 3].max())
-    n_out = actor_layout[a_hidden, 3]
-    n_latent = actor_layout[a_hidden, 2]
-    a_acts = np.empty((a_hidden + 1, 1, a_width), dtype=np.float32)
-    a_pres = np.empty((max(a_hidden, 1), 1, a_width), dtype=np.float32)
-    a_inv = np.ones((max(a_hidden, 1), 1), dtype=np.float32)
-    c_acts = np.empty((c_hidden + 1, 2, c_width), dtype=np.float32)
-    c_pres = np.empty((max(c_hidden, 1), 2, c_width), dtype=np.float32)
-    c_inv = np.ones((max(c_hidden, 1), 2), dtype=np.float32)
-    out = np.empty((1, n_out), dtype=np.float32)
-    values = np.empty((2, 1), dtype=np.float32)
-    pair = np.empty((2, obs.shape[1]), dtype=np.float32)
-    grad_out = np.empty((1, n_out), dtype=np.float32)
-    critic_grad_out = np.ones((1, 1), dtype=np.float32)
-    grads = np.zeros((1, n_params), dtype=np.float32)
+    scratch = make_scratch(obs.shape[1], actor_net[0], critic_net[0], n_params)
+    grads = scratch[-1]
+    no_box_action = np.zeros(0, dtype=np.float32)
     actor_direction = np.empty(n_actor, dtype=np.float32)
-    critic_direction = np.empty(n_critic, dtype=np.float32)
-    log_probs = np.empty(n_out, dtype=np.float64)
-    for r in range(n_rows):
-        # V(s) and V(s') with the parameters as they are now.
-        pair[0] = obs[r]
-        pair[1] = next_obs[next_index[r]]
-        mlp_forward(params, critic_layout, pair, critic_norm, critic_eps, critic_slope, c_acts, c_pres, c_inv, values)
-        delta = np.float32(np.float32(returns[r] + discounts[r] * values[1, 0]) - values[0, 0])
-        if not math.isfinite(delta):
-            return NON_FINITE_DELTA, r
-        entropy_weight = ent_coef * (1.0 if delta > 0.0 else (-1.0 if delta < 0.0 else 0.0))
-        mlp_forward(params, actor_layout, obs[r : r + 1], actor_norm, actor_eps, actor_slope, a_acts, a_pres, a_inv, out)
-        log_prob, entropy = actor_head(
-            kind,
-            out[0],
-            a_acts[a_hidden, 0, :n_latent],
-            params,
-            log_std_offset,
-            sde_epsilon,
-            entropy_weight,
+    critic_direction = np.empty(n_params - n_actor, dtype=np.float32)
+    for r in range(obs.shape[0]):
+        status, delta, log_prob, entropy = td_gradients(
+            params, actor_net, critic_net, head, obs[r], next_obs[next_index[r]], returns[r], discounts[r],
             discrete_actions[r] if discrete_actions.shape[0] > 0 else 0,
-            box_actions[r] if box_actions.shape[0] > 0 else out[0],
-            log_probs,
-            grad_out[0],
-            grads[0],
-        )
-        mlp_backward(params, actor_layout, grad_out, actor_norm, actor_slope, a_acts, a_pres, a_inv, grads)
-        mlp_backward(params, critic_layout, critic_grad_out, critic_norm, critic_slope, c_acts, c_pres, c_inv, grads)
-        total = 0.0
-        for i in range(n_params):
-            total += grads[0, i]
-        if not math.isfinite(total):
-            return NON_FINITE_GRADIENT, r
+            box_actions[r] if box_actions.shape[0] > 0 else no_box_action,
+            scratch,
+        )  # fmt: skip
+        if status != APPLIED:
+            return status, r
         trace = trace_index[r] if actor_traces.shape[0] > 0 else -1
         actor_norm1 = _trace_row(actor_traces, trace, grads[0], 0, decay, actor_direction)
         critic_norm1 = _trace_row(critic_traces, trace, grads[0], n_actor, decay, critic_direction)
@@ -193,4 +150,4 @@ def bounded_rows(
         stats[r, 2] = entropy
         stats[r, 3] = actor_step
         stats[r, 4] = critic_step
-    return APPLIED, n_rows
+    return APPLIED, obs.shape[0]

@@ -12,8 +12,6 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch as th
 
-from sb3_ac_plus.one_step_ac.fast.adam import NumpyAdam, numpy_adam_supported
-
 
 def _contiguous_slice(params: Sequence[th.Tensor], flat: th.Tensor) -> tuple[int, int] | None:
     """:return: ``(start, end)`` of ``params`` in ``flat`` if they lie there back to back in order, else None"""
@@ -46,7 +44,8 @@ class FlatOptimizer:
         self.slices = slices
         self._linked = False
         self._saved: list[th.Tensor] | None = None
-        self._numpy_step = NumpyAdam(twin)
+        self._views: list[tuple[tuple, tuple[np.ndarray, ...]] | None] = [None] * len(twin.param_groups)
+        self._hypers = [np.zeros(6, dtype=np.float64) for _ in twin.param_groups]  # written in place at every step
         self._link()
 
     @classmethod
@@ -72,7 +71,7 @@ class FlatOptimizer:
             view.grad = flat_grad[start:end]
             twin_groups.append({**{k: v for k, v in group.items() if k != "params"}, "params": [view]})
         twin = type(optimizer)(twin_groups, **optimizer.defaults)
-        return cls(optimizer, twin, slices) if numpy_adam_supported(twin) else None
+        return cls(optimizer, twin, slices) if _is_plain_adam(twin) else None
 
     @staticmethod
     def _flattenable(optimizer: th.optim.Optimizer, params: Sequence[th.Tensor]) -> bool:
@@ -148,25 +147,63 @@ class FlatOptimizer:
         """:return: whether the param groups are exactly these slices of the vector"""
         return list(self.slices) == list(slices)
 
+    def _group_views(self, index: int, param: th.Tensor) -> tuple[np.ndarray, ...]:
+        """
+        :return: NumPy views of a twin group's parameter, gradient, ``exp_avg``, ``exp_avg_sq`` and ``step`` (created as
+            torch creates them at the first step), kept while those tensors stay the same (a load or a restore replaces them)
+        """
+        state = self.twin.state[param]
+        if not state:
+            state["step"] = th.tensor(0.0, dtype=th.float32)
+            state["exp_avg"] = th.zeros_like(param, memory_format=th.preserve_format)
+            state["exp_avg_sq"] = th.zeros_like(param, memory_format=th.preserve_format)
+        tensors = (param.grad, state["exp_avg"], state["exp_avg_sq"], state["step"])
+        cached = self._views[index]
+        if cached is None or any(kept is not tensor for kept, tensor in zip(cached[0], tensors, strict=True)):
+            grad, exp_avg, exp_avg_sq, step = tensors
+            assert grad is not None
+            arrays = (param.detach().numpy(), grad.numpy(), exp_avg.numpy(), exp_avg_sq.numpy(), step.numpy())
+            self._views[index] = cached = (tensors, arrays)
+        return cached[1]
+
     def fused_steps(self, learning_rates: Sequence[float], update: Callable[[list[tuple], list[np.ndarray]], int]) -> int:
         """
-        Adam steps of every group, one after the other, computed by a compiled ``update`` (see
-        :meth:`~sb3_ac_plus.one_step_ac.fast.adam.NumpyAdam.fused_steps`) that stops at the first step it refuses.
-        The steps before a refused one stay applied: :meth:`save` before and :meth:`restore` after undo them all; a
-        refused first step changes nothing (nor leaves a state where there was none).
+        Adam steps of every group, one after the other, computed by a compiled ``update``: given each group's views
+        (parameter, gradient, ``exp_avg``, ``exp_avg_sq``) and hyperparameters (``[lr, beta1, beta2, eps, weight_decay,
+        step count before the first step]``), it applies the steps in order, stops at the first it refuses and returns
+        how many it applied; the step counts advance by that many. :meth:`save` before and :meth:`restore` after undo
+        them all; a refused first step changes nothing (nor leaves a state where there was none).
 
         :param learning_rates: the step size of each param group
-        :param update: given each group's views and hyperparameters, applies the steps in order and returns how many
         :return: the steps applied
         """
-        numpy_step = self._numpy_step
-        for twin_group, lr in zip(self.twin.param_groups, learning_rates, strict=True):
-            twin_group["lr"] = lr
         had_state = bool(self.twin.state)
-        applied = numpy_step.fused_steps(update)
+        counts, views = [], []
+        for index, (group, lr, hyper) in enumerate(zip(self.twin.param_groups, learning_rates, self._hypers, strict=True)):
+            group["lr"] = lr
+            values, grad, exp_avg, exp_avg_sq, step_count = self._group_views(index, group["params"][0])
+            counts.append(step_count)
+            views.append((values, grad, exp_avg, exp_avg_sq))
+            hyper[:] = (lr, *group["betas"], group["eps"], group["weight_decay"], step_count)
+        applied = update(views, self._hypers)
+        for step_count, hyper in zip(counts, self._hypers, strict=True):
+            step_count.fill(hyper[5] + applied)  # whole numbers: exact in float32
         if not applied:
             if not had_state:
                 self.twin.state.clear()  # the zero moments made for the refused step: none, as before it
         elif not self._linked:
             self._link()
         return applied
+
+
+def _is_plain_adam(optimizer: th.optim.Optimizer) -> bool:
+    """Whether the compiled step computes ``optimizer``'s: ``th.optim.Adam`` itself with float hyperparameters and none
+    of its variants (AMSGrad, maximize, capturable, differentiable, fused, decoupled weight decay)."""
+    variants = ("amsgrad", "maximize", "capturable", "differentiable", "fused", "decoupled_weight_decay")
+    return type(optimizer) is th.optim.Adam and all(
+        not any(group.get(flag) for flag in variants)
+        and all(
+            isinstance(value, (int, float)) for value in (group["lr"], *group["betas"], group["eps"], group["weight_decay"])
+        )
+        for group in optimizer.param_groups
+    )
