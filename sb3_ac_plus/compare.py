@@ -1,4 +1,4 @@
-"""Compare algorithms on one env, each with its hyperparameters from sb3_ac_plus/zoo_configs/, over several seeds.
+"""Compare algorithms on one env, each with its hyperparameters from the package's zoo_configs/, over several seeds.
 
     python -m sb3_ac_plus.compare --env CartPole-v1 --algos one_step_ac a2c ppo --seeds 5 --budget 30000
 
@@ -357,7 +357,7 @@ def build_parser(algos: Sequence[str]) -> argparse.ArgumentParser:
         "--workers", type=positive_int, default=2, help="parallel worker processes; 1 runs in this process (default: 2)"
     )
     parser.add_argument(
-        "--config-dir", type=Path, default=None, help="folder of <algo>.yml configs (default: sb3_ac_plus/zoo_configs/)"
+        "--config-dir", type=Path, default=None, help="folder of <algo>.yml configs (default: the package's zoo_configs/)"
     )
     parser.add_argument("--output-dir", type=Path, default=None, help="default: results/compare/<env>/")
     parser.add_argument("--overwrite", action="store_true", help="write into --output-dir even if it holds results")

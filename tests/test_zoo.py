@@ -18,7 +18,7 @@ from sb3_ac_plus.zoo import ALGOS, load_hyperparameters, make_model_and_env, par
 from sb3_ac_plus.zoo.config import DEFAULT_CONFIG_DIR, config_path
 
 REPO = Path(__file__).resolve().parent.parent
-CONFIG_DIR = REPO / "sb3_ac_plus" / "zoo_configs"
+CONFIG_DIR = REPO / "zoo_configs"
 ENV_IDS = ["CartPole-v1", "Acrobot-v1", "LunarLander-v3", "Pendulum-v1", "MountainCarContinuous-v0"]
 try:
     import Box2D  # noqa: F401
@@ -49,11 +49,9 @@ def write_config(tmp_path: Path, algo: str, text: str) -> Path:
     return tmp_path
 
 
-def test_default_config_dir_is_the_package_folder() -> None:
-    """The configs are package data: found inside the installed package, editable or not, from any working folder."""
-    from importlib.resources import files
-
-    assert DEFAULT_CONFIG_DIR == CONFIG_DIR == Path(str(files("sb3_ac_plus") / "zoo_configs"))
+def test_default_config_dir_is_the_repository_folder() -> None:
+    """From a source checkout or an editable install, the configs are read from the repository's zoo_configs/."""
+    assert DEFAULT_CONFIG_DIR == CONFIG_DIR
     for algo in ALGOS:
         assert config_path(algo).parent == DEFAULT_CONFIG_DIR
         assert load_hyperparameters(algo, "CartPole-v1")["n_timesteps"] >= 1
@@ -267,20 +265,54 @@ def test_rl_zoo3_sampler_is_the_tuning_search_space() -> None:
     assert asked == set(searched_names("one_step_ac"))  # both directions: every searched name is asked, and no other
 
 
-@pytest.mark.slow
-def test_the_wheel_ships_every_config(tmp_path: Path) -> None:
-    """A non-editable install (pip install .) finds the configs: they are package data of the wheel."""
+def test_each_config_file_is_kept_once() -> None:
+    """One copy of each YAML file, in zoo_configs/ (the wheel's sb3_ac_plus/zoo_configs/ is built from it)."""
     import subprocess
-    import zipfile
 
+    if not (REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    names = [f"{algo}.yml" for algo in sorted(ALGOS)]
+    assert sorted(path for path in tracked if Path(path).name in names) == [f"zoo_configs/{name}" for name in names]
+
+
+@pytest.mark.slow
+def test_a_non_editable_install_finds_the_configs(tmp_path: Path) -> None:
+    """pip install . (no -e) ships zoo_configs/ inside the package, where the installed package finds it."""
+    import os
+    import shutil
+    import subprocess
+
+    source = tmp_path / "source"  # what the build needs, copied so that it leaves no build/ in the repository
+    source.mkdir()
+    for name in ("pyproject.toml", "setup.py", "README.md", "LICENSE"):
+        shutil.copy2(REPO / name, source / name)
+    for folder in ("sb3_ac_plus", "zoo_configs"):
+        shutil.copytree(REPO / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    target = tmp_path / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(REPO)],
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "-q", "--target", str(target), "."],
+        cwd=source,
         check=True,
         capture_output=True,
         timeout=300,
     )
-    (wheel,) = tmp_path.glob("sb3_ac_plus-*.whl")
-    names = set(zipfile.ZipFile(wheel).namelist())
-    shipped = {f"sb3_ac_plus/zoo_configs/{path.name}" for path in CONFIG_DIR.glob("*.yml")}
-    assert len(shipped) == 4 and shipped <= names
-    assert any(name.endswith("licenses/LICENSE") for name in names)
+    shutil.rmtree(source)  # the installed package cannot fall back on the source tree
+    assert sorted(path.name for path in (target / "sb3_ac_plus" / "zoo_configs").glob("*.yml")) == sorted(
+        path.name for path in CONFIG_DIR.glob("*.yml")
+    )
+    assert list(target.glob("sb3_ac_plus-*.dist-info/licenses/LICENSE"))
+    script = (
+        "import json, sb3_ac_plus\n"
+        "from sb3_ac_plus.zoo import ALGOS, DEFAULT_CONFIG_DIR, load_hyperparameters\n"
+        "blocks = {algo: load_hyperparameters(algo, 'CartPole-v1') for algo in ALGOS}\n"
+        "print(json.dumps([sb3_ac_plus.__file__, str(DEFAULT_CONFIG_DIR), sorted(blocks)]))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    package_file, config_dir, algos = json.loads(done.stdout.splitlines()[-1])
+    assert Path(package_file).is_relative_to(target) and Path(config_dir) == target / "sb3_ac_plus" / "zoo_configs"
+    assert algos == sorted(ALGOS)

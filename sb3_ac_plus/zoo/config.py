@@ -31,8 +31,16 @@ from stable_baselines3.common.vec_env import VecNormalize
 from sb3_ac_plus.zoo.algorithms import ALGOS, constructor_parameters, get_algorithm_class
 from sb3_ac_plus.zoo.policy_kwargs import parse_dict_literal, parse_policy_kwargs
 
-# The tuned configs ship inside the package (sb3_ac_plus/zoo_configs/), so every install finds them.
-DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent.parent / "zoo_configs"
+
+def _default_config_dir() -> Path:
+    """The repository's ``zoo_configs/``: inside the package where a wheel installed it (``pip install .`` copies it to
+    ``sb3_ac_plus/zoo_configs/``, see setup.py), else beside the package folder (a source checkout, an editable install)."""
+    package = Path(__file__).resolve().parent.parent
+    shipped, repository = package / "zoo_configs", package.parent / "zoo_configs"
+    return shipped if shipped.is_dir() or not repository.is_dir() else repository
+
+
+DEFAULT_CONFIG_DIR = _default_config_dir()
 
 EXPERIMENT_KEYS = ("n_envs", "n_timesteps", "policy", "normalize", "frame_stack", "env_kwargs")
 # rl-zoo keys that name Python objects to import or evaluate: refused rather than run.
@@ -219,7 +227,7 @@ def config_path(algo: str, config_dir: str | Path | None = None) -> Path:
     """The YAML file of an algorithm, ``<config_dir>/<algo>.yml``.
 
     :param algo: the algorithm's name
-    :param config_dir: the folder; defaults to the package's ``sb3_ac_plus/zoo_configs/``
+    :param config_dir: the folder; defaults to the package's configs (the repository's ``zoo_configs/``)
     :return: the path
     :raises ValueError: when the algorithm is unknown or its file is missing
     """
@@ -261,7 +269,7 @@ def load_hyperparameters(algo: str, env_id: str, config_dir: str | Path | None =
 
     :param algo: the algorithm's name, a key of :data:`~sb3_ac_plus.zoo.algorithms.ALGOS`
     :param env_id: the Gymnasium id
-    :param config_dir: the folder of the YAML files; defaults to the package's ``sb3_ac_plus/zoo_configs/``
+    :param config_dir: the folder of the YAML files; defaults to the package's configs (the repository's ``zoo_configs/``)
     :return: the block (a new dict)
     :raises ValueError: for an unknown algorithm or env id, listing the known ones
     """
