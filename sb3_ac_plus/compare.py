@@ -94,7 +94,11 @@ def parse_variant(text: str) -> Variant:
         key, equals, value = item.partition("=")
         if not equals or not key:
             raise argparse.ArgumentTypeError(f"{text!r}: expected KEY=VALUE, got {item!r}")
-        overrides[key] = yaml.safe_load(value)
+        try:
+            overrides[key] = yaml.safe_load(value)
+        except yaml.YAMLError as error:
+            problem = getattr(error, "problem", None) or error
+            raise argparse.ArgumentTypeError(f"{text!r}: {key}: not a YAML value ({problem})") from None
     return Variant(label, algo, overrides, from_defaults=bool(at))
 
 

@@ -321,7 +321,14 @@ def test_variant_values_keep_their_commas_inside_brackets() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["noalgo", "=one_step_ac", "x=one_step_ac@tuned", "x=one_step_ac:n_envs", "x=one_step_ac:policy_kwargs=dict(net_arch=[64"],
+    [
+        "noalgo",
+        "=one_step_ac",
+        "x=one_step_ac@tuned",
+        "x=one_step_ac:n_envs",
+        "x=one_step_ac:policy_kwargs=dict(net_arch=[64",
+        "x=one_step_ac:gamma=!!python/object/apply:os.system ['true']",  # a YAML error, not a raw ConstructorError
+    ],
 )
 def test_malformed_variants_are_refused(text: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError):

@@ -188,9 +188,26 @@ def test_malicious_strings_never_run(tmp_path: Path, template: str) -> None:
     with pytest.raises(ValueError, match="policy_kwargs"):
         make_model_and_env("ppo", "CartPole-v1", config_dir=config_dir, device="cpu")
     write_config(tmp_path, "ppo", f"CartPole-v1: !!python/object/apply:os.system ['touch {marker}']\n")
-    with pytest.raises(Exception, match="python/object/apply"):
+    with pytest.raises(ValueError, match="python/object/apply"):
         load_hyperparameters("ppo", "CartPole-v1", tmp_path)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "problem"),
+    [
+        ("CartPole-v1:\n  n_timesteps: 1000\n  policy_kwargs: !!python/object/apply:os.system ['true']\n", 3, "refused"),
+        ("CartPole-v1:\n  n_timesteps: 1000\n   gamma: 0.9\n", 3, "mapping values are not allowed"),
+        ("CartPole-v1:\n  n_timesteps: [1000\n", 3, "expected ',' or ']'"),
+    ],
+)
+def test_yaml_errors_name_the_file_and_the_line(tmp_path: Path, text: str, line: int, problem: str) -> None:
+    path = write_config(tmp_path, "ppo", text) / "ppo.yml"
+    with pytest.raises(ValueError) as error:
+        load_hyperparameters("ppo", "CartPole-v1", tmp_path)
+    message = str(error.value)
+    assert message.startswith(f"{path}, line {line}: not valid YAML: ") and problem in message, message
+    assert "<unicode string>" not in message
 
 
 def test_tuning_uses_the_package_parser_and_reader() -> None:

@@ -240,16 +240,31 @@ def config_path(algo: str, config_dir: str | Path | None = None) -> Path:
     return path
 
 
+def _load_yaml(path: Path) -> Any:
+    """The file's YAML, read with ``yaml.safe_load``; a YAML error becomes a ValueError naming the file and the line."""
+    try:
+        with open(path) as file:
+            return yaml.safe_load(file)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}, line {mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(error, "problem", None) or str(error)
+        if "python/" in problem:
+            problem += " (Python tags such as !!python/object are refused: configs are read without running code)"
+        raise ValueError(f"{where}: not valid YAML: {problem}") from None
+
+
 def read_block(path: str | Path, env_id: str | None = None) -> tuple[str, dict[str, Any]]:
     """The raw block of ``env_id`` in any zoo YAML file, as written (e.g. the tuner's ``best_hyperparameters.yml``).
 
     :param path: the YAML file
     :param env_id: the block to read; may be omitted when the file holds a single block
     :return: the env id and its block (a new dict)
-    :raises ValueError: when the file is not a mapping of blocks, or the block is missing (the known ones listed)
+    :raises ValueError: when the file is not valid YAML (file and line named) or not a mapping of blocks, or the block is
+        missing (the known ones listed)
     """
     path = Path(path)
-    blocks = yaml.safe_load(path.read_text())
+    blocks = _load_yaml(path)
     if not isinstance(blocks, dict) or not blocks:
         raise ValueError(f"{path}: expected a mapping from env id to hyperparameters")
     if env_id is None:
