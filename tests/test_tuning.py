@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sb3_ac_plus.tuning import make_model, read_block
 from sb3_ac_plus.tuning.cli import main, parse_arguments
-from sb3_ac_plus.tuning.search_spaces import sample_hyperparameters, searched_names
+from sb3_ac_plus.zoo.search_spaces import sample_hyperparameters, searched_names
 from sb3_ac_plus.tuning.storage import StorageSpec, open_storage
 from sb3_ac_plus.tuning.zoo_format import format_policy_kwargs, format_zoo_block, parse_policy_kwargs
 
@@ -234,6 +235,10 @@ def test_help_explains_the_flags() -> None:
     assert result.returncode == 0
     for flag in ["--max-total-trials", "--n-seeds", "--objective", "--pruner", "--storage", "--n-jobs", "--fix"]:
         assert flag in result.stdout
+    named = re.findall(r"[\w/]+\.py", " ".join(result.stdout.split()))  # argparse may wrap a path at a space only
+    assert "sb3_ac_plus/zoo/search_spaces.py" in named
+    for path in named:
+        assert (REPO / path).is_file(), f"--help names {path}, which does not exist"
 
 
 # ---------------------------------------------------------------- embedded storage

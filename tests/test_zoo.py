@@ -266,7 +266,7 @@ def test_rl_zoo3_tunes_one_step_ac(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 
 def test_rl_zoo3_sampler_is_the_tuning_search_space() -> None:
-    from sb3_ac_plus.tuning.search_spaces import sample_hyperparameters, searched_names
+    from sb3_ac_plus.zoo.search_spaces import sample_hyperparameters, searched_names
     from sb3_ac_plus.zoo.rl_zoo3_plugin import _convert_one_step_ac_params, sample_one_step_ac_params
 
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))

@@ -27,7 +27,7 @@ from sb3_ac_plus.common.arguments import env_id_problem, non_negative_int, posit
 from sb3_ac_plus.tuning.algorithms import ALGORITHMS, constructor_parameters
 from sb3_ac_plus.tuning.objective import OBJECTIVES, TrialSettings
 from sb3_ac_plus.tuning.outputs import best_trial, summary, write_outputs
-from sb3_ac_plus.tuning.search_spaces import (
+from sb3_ac_plus.zoo.search_spaces import (
     POLICY_KWARG_NAMES,
     activation_fn,
     check_searched_value,
@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="hyperparameters to fix instead of search, e.g. --fix gamma=0.99 net_arch=small "
         "'policy_kwargs=dict(net_arch=[64, 64])'. NAME is a searched hyperparameter or any constructor argument "
-        "of the algorithm; VALUE is a Python literal or a bare word (see tuning/search_spaces.py)",
+        "of the algorithm; VALUE is a Python literal or a bare word (the ranges: sb3_ac_plus/zoo/search_spaces.py)",
     )
     what.add_argument(
         "--enqueue",

@@ -28,7 +28,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize, sync_envs_nor
 
 from sb3_ac_plus.evaluation.training import DIVERGENCE_ERRORS, make_eval_env
 from sb3_ac_plus.zoo import load_hyperparameters, make_model_and_env
-from sb3_ac_plus.tuning.search_spaces import sample_hyperparameters
+from sb3_ac_plus.zoo.search_spaces import sample_hyperparameters
 from sb3_ac_plus.tuning.zoo_format import to_yaml_ready
 
 # How the evaluation curve of a trial (mean over seeds at each evaluation) becomes one number.

@@ -19,14 +19,14 @@ from typing import Any
 import optuna
 
 from sb3_ac_plus.one_step_ac import OneStepAC
-from sb3_ac_plus.tuning.search_spaces import sample_hyperparameters
+from sb3_ac_plus.zoo.search_spaces import sample_hyperparameters
 
 ALGO_NAME = "one_step_ac"
 
 
 def sample_one_step_ac_params(trial: optuna.Trial, n_actions: int, n_envs: int, additional_args: dict) -> dict[str, Any]:
     """OneStepAC's search space in rl_zoo3's sampler signature: the tuner's own sampler
-    (:func:`sb3_ac_plus.tuning.search_spaces.sample_hyperparameters`), so both tune over the same ranges.
+    (:func:`sb3_ac_plus.zoo.search_spaces.sample_hyperparameters`), so both tune over the same ranges.
 
     Values are sampled under their constructor names, so the best trial's parameters are pasteable as they are.
 

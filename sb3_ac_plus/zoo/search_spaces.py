@@ -1,5 +1,9 @@
 """The hyperparameters each algorithm is tuned over: edit the ranges here.
 
+Both tuners sample from here: the package's own (``tuning/optimize.py``, :mod:`sb3_ac_plus.tuning`) and rl_zoo3's
+through :mod:`~sb3_ac_plus.zoo.rl_zoo3_plugin`; it lives in the zoo package, as rl-baselines3-zoo's samplers live in
+its ``hyperparams_opt.py``, so that the zoo never imports the tuner.
+
 Every sampler returns constructor keyword arguments under their real names and with the values that build the model,
 so the best trial can be written as a YAML block that a user pastes. A hyperparameter fixed on the command line
 (``--fix gamma=0.99``) is not searched: :class:`Space` returns the fixed value instead of asking Optuna.
