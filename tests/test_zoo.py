@@ -235,7 +235,9 @@ def test_read_block_of_any_file(tmp_path: Path) -> None:
         read_block(path)
 
 
-def test_rl_zoo3_trains_one_step_ac(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rl_zoo3_trains_one_step_ac_with_the_package_config_then_replays_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     pytest.importorskip("rl_zoo3")
     from rl_zoo3 import hyperparams_opt, utils
 
@@ -243,13 +245,35 @@ def test_rl_zoo3_trains_one_step_ac(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
     register()
     assert utils.ALGOS["one_step_ac"] is OneStepAC and "one_step_ac" in hyperparams_opt.HYPERPARAMS_SAMPLER
-    args = ["--algo", "one_step_ac", "--env", "CartPole-v1", "-n", "300", "--conf-file", str(CONFIG_DIR / "one_step_ac.yml")]
-    args += ["-f", str(tmp_path / "logs"), "--eval-freq", "-1", "--seed", "0", "--device", "cpu", "--verbose", "0"]
-    monkeypatch.setattr(sys, "argv", ["train", *args])
-    main()
+    # no --conf-file: the package's one_step_ac.yml (rl_zoo3 has none), as the module's docstring shows
+    common = ["--algo", "one_step_ac", "--env", "CartPole-v1", "-f", str(tmp_path / "logs"), "--seed", "0", "--device", "cpu"]
+    main([*common, "-n", "300", "--eval-freq", "-1", "--verbose", "0"])
     saved = tmp_path / "logs" / "one_step_ac" / "CartPole-v1_1" / "CartPole-v1.zip"
     model = OneStepAC.load(saved, device="cpu")
+    assert model.n_envs == load_hyperparameters("one_step_ac", "CartPole-v1")["n_envs"]
     assert model.num_timesteps == 300 + (-300 % model.n_envs)  # whole VecEnv steps (the block has 8 envs)
+    capsys.readouterr()
+
+    main(["enjoy", *common, "-n", "30", "--no-render", "--deterministic"])  # rl_zoo3's enjoy loads the run
+    printed = capsys.readouterr().out
+    assert f"Loading {saved}" in printed and "Episode Reward" in printed
+
+
+def test_the_default_config_is_added_for_one_step_ac_only() -> None:
+    from sb3_ac_plus.zoo.rl_zoo3_plugin import with_default_config
+
+    assert with_default_config(["--algo", "one_step_ac"]) == [
+        "--algo",
+        "one_step_ac",
+        "--conf-file",
+        str(CONFIG_DIR / "one_step_ac.yml"),
+    ]
+    for given in (
+        ["--algo", "one_step_ac", "-conf", "my.yml"],
+        ["--algo=one_step_ac", "--conf-file=my.yml"],
+        ["--algo", "ppo"],
+    ):
+        assert with_default_config(given) == given
 
 
 def test_rl_zoo3_tunes_one_step_ac(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
