@@ -87,3 +87,23 @@ def test_the_zoo_extra_brings_what_rl_zoo3_train_and_enjoy_import() -> None:
     pytest.importorskip("rl_zoo3")
     done = run_with_only(["zoo"], "import rl_zoo3.enjoy, rl_zoo3.train, sb3_ac_plus.zoo.rl_zoo3_plugin")
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+TENSORBOARD_RUN = """
+import sys
+from pathlib import Path
+from stable_baselines3 import A2C
+
+A2C("MlpPolicy", "CartPole-v1", n_steps=4, tensorboard_log=sys.argv[2], device="cpu").learn(8)
+assert list(Path(sys.argv[2]).rglob("events.out.tfevents.*"))
+"""
+
+
+@pytest.mark.parametrize(("extras", "works"), [(["tensorboard"], True), (["extra"], True), ([], False)])
+def test_tensorboard_logging_needs_the_tensorboard_extra(extras: list[str], works: bool, tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard")
+    done = run_with_only(extras, TENSORBOARD_RUN, str(tmp_path))
+    if works:
+        assert done.returncode == 0, done.stderr[-3000:]
+    else:  # the core install alone: SB3's error, which the README answers with the extra's name
+        assert "ImportError: Trying to log data to tensorboard but tensorboard is not installed" in done.stderr
