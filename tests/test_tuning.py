@@ -214,6 +214,19 @@ def test_zoo_block_keeps_types() -> None:
         (["--enqueue", "use_sde=1"], "--enqueue", "[False, True]"),
         (["--fix", "gamma=0.99", "--enqueue", "gamma=0.99"], "--enqueue", "fixed by --fix"),
         (["--enqueue", "gamma"], "--enqueue", "NAME=VALUE"),
+        # values, before the first trial: the search space's kinds, the zoo loader's and OneStepAC's own checks
+        (["--fix", "learning_rate=abc"], "--fix", "learning_rate must be a number or lin_<number>"),
+        (["--fix", "gamma=abc"], "--fix", "gamma must be a number, got 'abc'; the search chooses from [0.9"),
+        (["--fix", "use_sde=1"], "--fix", "use_sde must be true or false"),
+        (["--fix", "update_rule=adam"], "--fix", "update_rule must be one of ('obgd', 'adaptive_obgd', 'sgd'"),
+        (["--fix", "trace_lambda=1.5"], "--fix", "trace_lambda must be in [0, 1], got 1.5"),
+        (["--fix", "clip_obs=-1"], "--fix", "clip_obs must be a positive finite float"),
+        (["--fix", "n_envs=0"], "--fix", "n_envs: expected an integer >= 1"),
+        (["--fix", "n_steps=4"], "--fix", "search draws trace_lambda=0.5: fix trace_lambda as well"),
+        (["--env", "Pendulum-v1", "--fix", "noise_beta=1.0"], "--fix", "draws use_sde=True: fix use_sde as well"),
+        (["--algo", "ppo", "--fix", "n_epochs=2.5"], "--fix", "n_epochs must be an integer, got 2.5"),
+        (["--algo", "ppo", "--fix", "vf_coef=abc"], "--fix", "vf_coef must be a number, got 'abc'"),
+        (["--algo", "a2c", "--fix", "normalize_advantage=maybe"], "--fix", "must be true or false"),
     ],
 )
 def test_invalid_flags_name_the_flag(argv: list[str], flag: str, hint: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -222,6 +235,20 @@ def test_invalid_flags_name_the_flag(argv: list[str], flag: str, hint: str, caps
     assert exit_info.value.code == 2
     error = capsys.readouterr().err
     assert flag in error and hint in error, error
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--fix", "n_steps=4", "trace_lambda=0", "update_rule=sgd", "learning_rate=1e6"],  # outside the search: allowed
+        ["--fix", "learning_rate=lin_0.5", "critic_learning_rate=None", "n_envs=3", "normalize_rewards=false"],
+        ["--env", "Pendulum-v1", "--fix", "noise_beta=1.0", "use_sde=false"],
+        ["--algo", "ppo", "--fix", "vf_coef=1", "net_arch=[32, 32]", "--enqueue", "gamma=0.99", "n_epochs=5"],
+    ],
+)
+def test_valid_fixed_values_are_accepted(argv: list[str]) -> None:
+    _, settings = parse_arguments(argv)
+    assert settings.fixed
 
 
 def test_invalid_flag_exit_code_from_the_command_line() -> None:

@@ -23,21 +23,15 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from sb3_ac_plus.common.arguments import env_id_problem, non_negative_int, positive_float, positive_int
-
 from sb3_ac_plus.tuning.algorithms import ALGORITHMS, constructor_parameters
-from sb3_ac_plus.tuning.objective import OBJECTIVES, TrialSettings
+from sb3_ac_plus.tuning.objective import OBJECTIVES, TrialSettings, has_box_actions
 from sb3_ac_plus.tuning.outputs import best_trial, summary, write_outputs
-from sb3_ac_plus.zoo.search_spaces import (
-    POLICY_KWARG_NAMES,
-    activation_fn,
-    check_searched_value,
-    net_arch,
-    searched_names,
-)
 from sb3_ac_plus.tuning.storage import check_storage_argument, fail_dead_local_trials, open_storage, parse_storage
 from sb3_ac_plus.tuning.study_setup import PRUNERS, SAMPLERS, StudyMismatchError, create_or_resume_study
+from sb3_ac_plus.tuning.validation import check_fixed_value, check_trial_values
 from sb3_ac_plus.tuning.workers import RunConfig, count_trials, describe_exit_codes, run_workers
 from sb3_ac_plus.tuning.zoo_format import parse_policy_kwargs
+from sb3_ac_plus.zoo.search_spaces import POLICY_KWARG_NAMES, check_searched_value, searched_names
 
 DEFAULT_OUTPUT_DIR = "tuning_output"
 # Constructor arguments the tuner sets itself, with the flag to use instead.
@@ -287,10 +281,7 @@ def _check_fixed(parser: argparse.ArgumentParser, algo: str, fixed: dict[str, An
                 "policy_kwargs"
             )
         try:
-            if name == "net_arch":
-                net_arch(value)
-            elif name == "activation_fn":
-                activation_fn(value)
+            check_fixed_value(algo, name, value)
         except ValueError as error:
             parser.error(f"argument --fix: {error}")
 
@@ -304,6 +295,21 @@ def _check_enqueued(parser: argparse.ArgumentParser, algo: str, fixed: dict[str,
                 check_searched_value(algo, name, value)
             except ValueError as error:
                 parser.error(f"argument --enqueue: {error}; other constructor arguments go to --fix")
+
+
+def _check_trials(parser: argparse.ArgumentParser, args: argparse.Namespace, fixed: dict[str, Any]) -> None:
+    """The trials around the fixed values, then each enqueued trial, through the loader's and the algorithm's checks."""
+    continuous = has_box_actions(args.env)
+    try:
+        check_trial_values(args.algo, args.env, fixed, {}, continuous)
+    except ValueError as error:
+        parser.error(f"argument --fix: {error}")
+    for params in args.enqueue:
+        try:
+            check_trial_values(args.algo, args.env, fixed, params, continuous)
+        except ValueError as error:
+            given = " ".join(f"{name}={value!r}" for name, value in params.items())
+            parser.error(f"argument --enqueue: the trial {given}: {error}")
 
 
 def _default_study_name(algo: str, env_id: str) -> str:
@@ -323,6 +329,7 @@ def parse_arguments(argv: list[str] | None = None) -> tuple[argparse.Namespace, 
     _check_fixed(parser, args.algo, fixed)
     args.enqueue = [dict(params) for params in args.enqueue]
     _check_enqueued(parser, args.algo, fixed, args.enqueue)
+    _check_trials(parser, args, fixed)
     if args.sampler in SCIPY_SAMPLERS and importlib.util.find_spec("scipy") is None:
         parser.error(f"argument --sampler: {args.sampler} needs SciPy; pip install scipy, or use tpe or random")
     if args.n_evaluations > args.n_timesteps:
