@@ -432,14 +432,15 @@ def test_only_divergence_is_pruned() -> None:
 def test_only_diverging_trials_leave_no_best(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # OneStepAC's plain SGD rule with step sizes of 1e6 makes the TD error non-finite within a few dozen steps
     fixed = ["update_rule=sgd", "learning_rate=1e6", "critic_learning_rate=1e6"]
-    assert main([*TINY, "--fix", *fixed, "--n-trials", "2", "--output-dir", str(tmp_path)]) == 0
+    assert main([*TINY, "--fix", *fixed, "--n-trials", "2", "--output-dir", str(tmp_path)]) == 1  # nothing completed
     study = journal_study(tmp_path, "one_step_ac-CartPole-v1")
     assert len(study.trials) == 2
     for trial in study.trials:
         assert trial.state == TrialState.PRUNED and trial.user_attrs["pruned_by"] == "divergence"
         assert "NonFiniteError" in trial.user_attrs["fail_reason"]
         assert trial.user_attrs["env_steps"] < 100
-    assert "No trial completed" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "No trial completed" in printed.out and "error: no trial of the study completed" in printed.err
     assert not (tmp_path / "one_step_ac-CartPole-v1" / "best_hyperparameters.yml").exists()
 
 
@@ -486,6 +487,61 @@ def test_sigkill_then_resume_on_the_embedded_storage(tmp_path: Path) -> None:
         if state == TrialState.COMPLETE:
             assert after[number] == TrialState.COMPLETE
     assert len(after) == len(before) + 1 and after[max(after)] == TrialState.COMPLETE
+
+
+def completed_and_running(output_dir: Path, study_name: str) -> bool:
+    """Whether the journal of the study holds a completed trial and a running one that has started training."""
+    if not (output_dir / study_name / JOURNAL).exists():
+        return False
+    trials = journal_study(output_dir, study_name).get_trials(deepcopy=False)
+    running = [t for t in trials if t.state == TrialState.RUNNING and "hyperparameters" in t.user_attrs]
+    return any(t.state == TrialState.COMPLETE for t in trials) and bool(running)
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_ctrl_c_saves_the_study_exits_130_and_the_same_command_resumes(tmp_path: Path, n_jobs: int) -> None:
+    args = [*TINY, "--algo", "a2c", "--n-timesteps", "3000", "--output-dir", str(tmp_path), "--n-jobs", str(n_jobs)]
+    command = [sys.executable, str(SCRIPT), *args, "--n-trials", "20"]
+    run = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: completed_and_running(tmp_path, "a2c-CartPole-v1"), 120, "a completed trial and a running one")
+        run.send_signal(signal.SIGINT)  # to the main process only: it passes it on to its workers
+        out, err = run.communicate(timeout=120)
+    finally:
+        run.kill()
+        run.wait()
+    assert run.returncode == 130, err
+    assert "interrupted (Ctrl-C)" in out
+    before = states(journal_study(tmp_path, "a2c-CartPole-v1"))
+    assert TrialState.RUNNING not in before.values()  # the interrupted trials are marked failed, not left running
+    assert TrialState.FAIL in before.values() and TrialState.COMPLETE in before.values()
+    study_dir = tmp_path / "a2c-CartPole-v1"
+    assert read_block(study_dir / "best_hyperparameters.yml")[0] == "CartPole-v1"
+    assert len((study_dir / "trials.csv").read_text().splitlines()) == 1 + len(before)
+    assert not list(study_dir.glob(".*.partial*"))
+
+    result = run_cli(*args, "--n-trials", "1")
+    assert result.returncode == 0, result.stderr
+    after = states(journal_study(tmp_path, "a2c-CartPole-v1"))
+    assert {number: after[number] for number in before} == before  # nothing the interrupted run finished is lost
+    assert len(after) == len(before) + 1 and after[max(after)] == TrialState.COMPLETE
+
+
+def test_outputs_are_replaced_whole_or_not_at_all(tmp_path: Path) -> None:
+    from sb3_ac_plus.tuning.outputs import replace_atomically
+
+    path = tmp_path / "best_hyperparameters.yml"
+    path.write_text("CartPole-v1:\n  gamma: 0.99\n")
+
+    def interrupted(partial: Path) -> None:
+        partial.write_text("CartPole-v1:\n  gam")
+        raise KeyboardInterrupt  # a second Ctrl-C while the outputs are written
+
+    with pytest.raises(KeyboardInterrupt):
+        replace_atomically(path, interrupted)
+    assert path.read_text() == "CartPole-v1:\n  gamma: 0.99\n" and sorted(tmp_path.iterdir()) == [path]
+    replace_atomically(path, lambda partial: partial.write_text("new\n"))
+    assert path.read_text() == "new\n" and sorted(tmp_path.iterdir()) == [path]
 
 
 # ---------------------------------------------------------------- PostgreSQL

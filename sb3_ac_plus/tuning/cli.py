@@ -34,6 +34,8 @@ from sb3_ac_plus.tuning.zoo_format import parse_policy_kwargs
 from sb3_ac_plus.zoo.search_spaces import POLICY_KWARG_NAMES, check_searched_value, searched_names
 
 DEFAULT_OUTPUT_DIR = "tuning_output"
+EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130  # 128 + SIGINT: what a shell reports for a command stopped by Ctrl-C
 # Constructor arguments the tuner sets itself, with the flag to use instead.
 SCIPY_SAMPLERS = ("qmc", "gp")
 RESERVED_HYPERPARAMETERS = {"seed": "--seed", "device": "--device", "verbose": "--verbose", "env": "--env"}
@@ -358,9 +360,19 @@ def main(argv: list[str] | None = None) -> int:
     """Run the tuner.
 
     :param argv: arguments, without the program name (default: ``sys.argv[1:]``)
-    :return: the exit code: 0, or 1 when the storage cannot be opened or a worker process crashed
+    :return: the exit code: 0; 1 when the storage cannot be opened, a worker process crashed, or no trial of the study
+        completed; 130 when interrupted (Ctrl-C), after the running trials were marked failed and the outputs written.
+        Invalid arguments exit with 2 before any trial.
     """
     args, settings = parse_arguments(argv)
+    try:
+        return _tune(args, settings)
+    except KeyboardInterrupt:  # before or after the trials (during them, _tune saves and returns)
+        print("\ninterrupted; the study keeps every finished trial: rerun the command to resume it", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _tune(args: argparse.Namespace, settings: TrialSettings) -> int:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     optuna.logging.set_verbosity(optuna.logging.INFO if args.verbose >= 2 else optuna.logging.WARNING)
     output_dir = Path(args.output_dir) / args.study_name
@@ -372,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
         build_parser().error(f"argument --study-name: {error}")
     except Exception as error:
         print(f"error: cannot open the study in {spec.describe()}: {type(error).__name__}: {error}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     fail_dead_local_trials(study)
     n_existing = len(study.get_trials(deepcopy=False))
     for params in args.enqueue:
@@ -426,17 +438,30 @@ def main(argv: list[str] | None = None) -> int:
         bar.refresh()
 
     exit_codes: list[int] = []
+    interrupted = False
     try:
         exit_codes = run_workers(config, progress=on_progress, on_trial_end=on_trial_end)
     except KeyboardInterrupt:
-        notes.append("interrupted: the running trials were marked failed")
+        interrupted = True
+        notes.append("interrupted (Ctrl-C): the running trials were marked failed; rerun the command to resume the study")
     finally:
         bar.close()
     notes.extend(describe_exit_codes(exit_codes))
     fail_dead_local_trials(study)
     written = write_outputs(study, output_dir, plots=not args.no_plots)
     print(summary(study, written, spec.dashboard_argument(), notes))
-    return 1 if any(code != 0 for code in exit_codes) else 0
+    return _exit_code(study, exit_codes, interrupted)
+
+
+def _exit_code(study: optuna.Study, worker_exit_codes: list[int], interrupted: bool) -> int:
+    if interrupted:
+        return EXIT_INTERRUPTED
+    if any(code != 0 for code in worker_exit_codes):
+        return EXIT_FAILED
+    if best_trial(study) is None:
+        print("error: no trial of the study completed (the summary above says how they ended)", file=sys.stderr)
+        return EXIT_FAILED
+    return 0
 
 
 if __name__ == "__main__":
