@@ -13,5 +13,6 @@ format:
 type:
 	mypy sb3_ac_plus tuning benchmarks
 
+# -rs prints why tests were skipped (the PostgreSQL tests skip without the server)
 pytest:
-	python -m pytest -n 2 --durations=10 tests
+	python -m pytest -n 2 -rs --durations=10 tests

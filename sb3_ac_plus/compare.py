@@ -1,4 +1,4 @@
-"""Compare algorithms on one env, each with its hyperparameters from sb3_ac_plus/zoo_configs/, over several seeds.
+"""Compare algorithms on one env, each with its hyperparameters from the package's zoo_configs/, over several seeds.
 
     python -m sb3_ac_plus.compare --env CartPole-v1 --algos one_step_ac a2c ppo --seeds 5 --budget 30000
 
@@ -94,7 +94,11 @@ def parse_variant(text: str) -> Variant:
         key, equals, value = item.partition("=")
         if not equals or not key:
             raise argparse.ArgumentTypeError(f"{text!r}: expected KEY=VALUE, got {item!r}")
-        overrides[key] = yaml.safe_load(value)
+        try:
+            overrides[key] = yaml.safe_load(value)
+        except yaml.YAMLError as error:
+            problem = getattr(error, "problem", None) or error
+            raise argparse.ArgumentTypeError(f"{text!r}: {key}: not a YAML value ({problem})") from None
     return Variant(label, algo, overrides, from_defaults=bool(at))
 
 
@@ -256,26 +260,40 @@ def _episode_share(row: dict[str, Any]) -> str:
 
 
 def markdown_table(summary: dict[str, dict[str, Any]], env_id: str, threshold: float | None) -> str:
-    shown = "n/a" if threshold is None else f"{threshold:g}"
-    lines = [
-        f"| algorithm | final return IQM [95% CI] | seeds reaching {shown} (still at the end) | median steps to {shown} "
-        f"| median training seconds to {shown} | training episodes reaching {shown} | env-steps/s |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-    ]
+    """The table of summary.md: one row per algorithm; the threshold columns only for an env with a reward threshold.
+
+    :param summary: the output of :func:`summarize`
+    :param env_id: the env, named when it has no reward threshold
+    :param threshold: the env's reward threshold, or None
+    :return: the Markdown table, with the divergence note (if any) and, without a threshold, a line saying so
+    """
+    if threshold is None:
+        lines = [
+            f"{env_id} has no reward threshold: no seeds, steps or episodes reaching it to report.",
+            "",
+            "| algorithm | final return IQM [95% CI] | env-steps/s |",
+            "|---|---:|---:|",
+        ]
+    else:
+        shown = f"{threshold:g}"
+        lines = [
+            f"| algorithm | final return IQM [95% CI] | seeds reaching {shown} (still at the end) | median steps to {shown} "
+            f"| median training seconds to {shown} | training episodes reaching {shown} | env-steps/s |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
     for algo, row in summary.items():
         lower, upper = row["final_return_ci95"]
-        budget = max(row["total_steps"])
-        reached = (
-            "n/a"
-            if row["seeds_reaching_threshold"] is None
-            else f"{row['seeds_reaching_threshold']}/{len(row['seeds'])} ({row['seeds_ending_at_threshold']})"
-        )
-        lines.append(
-            f"| {algo} | {row['final_return_iqm']:.1f} [{lower:.1f}, {upper:.1f}] | {reached} "
-            f"| {_reached(row['median_steps_to_threshold'], budget)} "
-            f"| {_reached(row['median_seconds_to_threshold'], budget, ' s')} | {_episode_share(row)} "
-            f"| {row['steps_per_second']:.0f} |"
-        )
+        cells = [algo, f"{row['final_return_iqm']:.1f} [{lower:.1f}, {upper:.1f}]"]
+        if threshold is not None:
+            budget = max(row["total_steps"])
+            cells += [
+                f"{row['seeds_reaching_threshold']}/{len(row['seeds'])} ({row['seeds_ending_at_threshold']})",
+                _reached(row["median_steps_to_threshold"], budget),
+                _reached(row["median_seconds_to_threshold"], budget, " s"),
+                _episode_share(row),
+            ]
+        cells.append(f"{row['steps_per_second']:.0f}")
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n" + divergence_note(summary)
 
 
@@ -331,10 +349,12 @@ def build_parser(algos: Sequence[str]) -> argparse.ArgumentParser:
         action="append",
         type=parse_variant,
         default=[],
-        metavar="LABEL=ALGO[:KEY=VALUE,...]",
-        help="also compare ALGO's config with keys replaced, as its own row LABEL (repeatable), e.g. "
-        "pink=one_step_ac:noise_beta=1.0 or 8envs=one_step_ac:n_envs=8; with --variant only, no --algos run "
-        "unless given",
+        metavar="LABEL=ALGO[@defaults][:KEY=VALUE,...]",
+        help="also compare a row LABEL (repeatable): ALGO's config block for the env, with keys replaced; "
+        "ALGO@defaults starts instead from the algorithm's own defaults on one env (no config block; needs --budget). "
+        "VALUEs are YAML scalars (8, 1.0e-3, lin_7e-4, true); commas inside brackets belong to the value "
+        "(policy_kwargs=dict(net_arch=[64, 64]),n_envs=8). E.g. pink=one_step_ac:noise_beta=1.0, "
+        "8envs=one_step_ac:n_envs=8, ppo-defaults=ppo@defaults. With --variant only, no --algos run unless given",
     )
     parser.add_argument("--seeds", type=positive_int, default=10, help="seeds per algorithm, FIRST..FIRST+N-1 (default: 10)")
     parser.add_argument(
@@ -357,7 +377,7 @@ def build_parser(algos: Sequence[str]) -> argparse.ArgumentParser:
         "--workers", type=positive_int, default=2, help="parallel worker processes; 1 runs in this process (default: 2)"
     )
     parser.add_argument(
-        "--config-dir", type=Path, default=None, help="folder of <algo>.yml configs (default: sb3_ac_plus/zoo_configs/)"
+        "--config-dir", type=Path, default=None, help="folder of <algo>.yml configs (default: the package's zoo_configs/)"
     )
     parser.add_argument("--output-dir", type=Path, default=None, help="default: results/compare/<env>/")
     parser.add_argument("--overwrite", action="store_true", help="write into --output-dir even if it holds results")

@@ -118,7 +118,7 @@ def build_parser(algos: Sequence[str]) -> argparse.ArgumentParser:
         )
         sub.add_argument("--seed", type=int, default=0)
         sub.add_argument(
-            "--config-dir", type=Path, default=None, help="folder of <algo>.yml configs (default: sb3_ac_plus/zoo_configs/)"
+            "--config-dir", type=Path, default=None, help="folder of <algo>.yml configs (default: the package's zoo_configs/)"
         )
 
     sub = commands.add_parser("train", help="train from the zoo config and save the model and its evaluations")

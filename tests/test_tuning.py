@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sb3_ac_plus.tuning import make_model, read_block
 from sb3_ac_plus.tuning.cli import main, parse_arguments
-from sb3_ac_plus.tuning.search_spaces import sample_hyperparameters, searched_names
+from sb3_ac_plus.zoo.search_spaces import sample_hyperparameters, searched_names
 from sb3_ac_plus.tuning.storage import StorageSpec, open_storage
 from sb3_ac_plus.tuning.zoo_format import format_policy_kwargs, format_zoo_block, parse_policy_kwargs
 
@@ -213,6 +214,19 @@ def test_zoo_block_keeps_types() -> None:
         (["--enqueue", "use_sde=1"], "--enqueue", "[False, True]"),
         (["--fix", "gamma=0.99", "--enqueue", "gamma=0.99"], "--enqueue", "fixed by --fix"),
         (["--enqueue", "gamma"], "--enqueue", "NAME=VALUE"),
+        # values, before the first trial: the search space's kinds, the zoo loader's and OneStepAC's own checks
+        (["--fix", "learning_rate=abc"], "--fix", "learning_rate must be a number or lin_<number>"),
+        (["--fix", "gamma=abc"], "--fix", "gamma must be a number, got 'abc'; the search chooses from [0.9"),
+        (["--fix", "use_sde=1"], "--fix", "use_sde must be true or false"),
+        (["--fix", "update_rule=adam"], "--fix", "update_rule must be one of ('obgd', 'adaptive_obgd', 'sgd'"),
+        (["--fix", "trace_lambda=1.5"], "--fix", "trace_lambda must be in [0, 1], got 1.5"),
+        (["--fix", "clip_obs=-1"], "--fix", "clip_obs must be a positive finite float"),
+        (["--fix", "n_envs=0"], "--fix", "n_envs: expected an integer >= 1"),
+        (["--fix", "n_steps=4"], "--fix", "search draws trace_lambda=0.5: fix trace_lambda as well"),
+        (["--env", "Pendulum-v1", "--fix", "noise_beta=1.0"], "--fix", "draws use_sde=True: fix use_sde as well"),
+        (["--algo", "ppo", "--fix", "n_epochs=2.5"], "--fix", "n_epochs must be an integer, got 2.5"),
+        (["--algo", "ppo", "--fix", "vf_coef=abc"], "--fix", "vf_coef must be a number, got 'abc'"),
+        (["--algo", "a2c", "--fix", "normalize_advantage=maybe"], "--fix", "must be true or false"),
     ],
 )
 def test_invalid_flags_name_the_flag(argv: list[str], flag: str, hint: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -221,6 +235,20 @@ def test_invalid_flags_name_the_flag(argv: list[str], flag: str, hint: str, caps
     assert exit_info.value.code == 2
     error = capsys.readouterr().err
     assert flag in error and hint in error, error
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--fix", "n_steps=4", "trace_lambda=0", "update_rule=sgd", "learning_rate=1e6"],  # outside the search: allowed
+        ["--fix", "learning_rate=lin_0.5", "critic_learning_rate=None", "n_envs=3", "normalize_rewards=false"],
+        ["--env", "Pendulum-v1", "--fix", "noise_beta=1.0", "use_sde=false"],
+        ["--algo", "ppo", "--fix", "vf_coef=1", "net_arch=[32, 32]", "--enqueue", "gamma=0.99", "n_epochs=5"],
+    ],
+)
+def test_valid_fixed_values_are_accepted(argv: list[str]) -> None:
+    _, settings = parse_arguments(argv)
+    assert settings.fixed
 
 
 def test_invalid_flag_exit_code_from_the_command_line() -> None:
@@ -234,6 +262,10 @@ def test_help_explains_the_flags() -> None:
     assert result.returncode == 0
     for flag in ["--max-total-trials", "--n-seeds", "--objective", "--pruner", "--storage", "--n-jobs", "--fix"]:
         assert flag in result.stdout
+    named = re.findall(r"[\w/]+\.py", " ".join(result.stdout.split()))  # argparse may wrap a path at a space only
+    assert "sb3_ac_plus/zoo/search_spaces.py" in named
+    for path in named:
+        assert (REPO / path).is_file(), f"--help names {path}, which does not exist"
 
 
 # ---------------------------------------------------------------- embedded storage
@@ -400,14 +432,15 @@ def test_only_divergence_is_pruned() -> None:
 def test_only_diverging_trials_leave_no_best(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # OneStepAC's plain SGD rule with step sizes of 1e6 makes the TD error non-finite within a few dozen steps
     fixed = ["update_rule=sgd", "learning_rate=1e6", "critic_learning_rate=1e6"]
-    assert main([*TINY, "--fix", *fixed, "--n-trials", "2", "--output-dir", str(tmp_path)]) == 0
+    assert main([*TINY, "--fix", *fixed, "--n-trials", "2", "--output-dir", str(tmp_path)]) == 1  # nothing completed
     study = journal_study(tmp_path, "one_step_ac-CartPole-v1")
     assert len(study.trials) == 2
     for trial in study.trials:
         assert trial.state == TrialState.PRUNED and trial.user_attrs["pruned_by"] == "divergence"
         assert "NonFiniteError" in trial.user_attrs["fail_reason"]
         assert trial.user_attrs["env_steps"] < 100
-    assert "No trial completed" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "No trial completed" in printed.out and "error: no trial of the study completed" in printed.err
     assert not (tmp_path / "one_step_ac-CartPole-v1" / "best_hyperparameters.yml").exists()
 
 
@@ -454,6 +487,61 @@ def test_sigkill_then_resume_on_the_embedded_storage(tmp_path: Path) -> None:
         if state == TrialState.COMPLETE:
             assert after[number] == TrialState.COMPLETE
     assert len(after) == len(before) + 1 and after[max(after)] == TrialState.COMPLETE
+
+
+def completed_and_running(output_dir: Path, study_name: str) -> bool:
+    """Whether the journal of the study holds a completed trial and a running one that has started training."""
+    if not (output_dir / study_name / JOURNAL).exists():
+        return False
+    trials = journal_study(output_dir, study_name).get_trials(deepcopy=False)
+    running = [t for t in trials if t.state == TrialState.RUNNING and "hyperparameters" in t.user_attrs]
+    return any(t.state == TrialState.COMPLETE for t in trials) and bool(running)
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_ctrl_c_saves_the_study_exits_130_and_the_same_command_resumes(tmp_path: Path, n_jobs: int) -> None:
+    args = [*TINY, "--algo", "a2c", "--n-timesteps", "3000", "--output-dir", str(tmp_path), "--n-jobs", str(n_jobs)]
+    command = [sys.executable, str(SCRIPT), *args, "--n-trials", "20"]
+    run = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: completed_and_running(tmp_path, "a2c-CartPole-v1"), 120, "a completed trial and a running one")
+        run.send_signal(signal.SIGINT)  # to the main process only: it passes it on to its workers
+        out, err = run.communicate(timeout=120)
+    finally:
+        run.kill()
+        run.wait()
+    assert run.returncode == 130, err
+    assert "interrupted (Ctrl-C)" in out
+    before = states(journal_study(tmp_path, "a2c-CartPole-v1"))
+    assert TrialState.RUNNING not in before.values()  # the interrupted trials are marked failed, not left running
+    assert TrialState.FAIL in before.values() and TrialState.COMPLETE in before.values()
+    study_dir = tmp_path / "a2c-CartPole-v1"
+    assert read_block(study_dir / "best_hyperparameters.yml")[0] == "CartPole-v1"
+    assert len((study_dir / "trials.csv").read_text().splitlines()) == 1 + len(before)
+    assert not list(study_dir.glob(".*.partial*"))
+
+    result = run_cli(*args, "--n-trials", "1")
+    assert result.returncode == 0, result.stderr
+    after = states(journal_study(tmp_path, "a2c-CartPole-v1"))
+    assert {number: after[number] for number in before} == before  # nothing the interrupted run finished is lost
+    assert len(after) == len(before) + 1 and after[max(after)] == TrialState.COMPLETE
+
+
+def test_outputs_are_replaced_whole_or_not_at_all(tmp_path: Path) -> None:
+    from sb3_ac_plus.tuning.outputs import replace_atomically
+
+    path = tmp_path / "best_hyperparameters.yml"
+    path.write_text("CartPole-v1:\n  gamma: 0.99\n")
+
+    def interrupted(partial: Path) -> None:
+        partial.write_text("CartPole-v1:\n  gam")
+        raise KeyboardInterrupt  # a second Ctrl-C while the outputs are written
+
+    with pytest.raises(KeyboardInterrupt):
+        replace_atomically(path, interrupted)
+    assert path.read_text() == "CartPole-v1:\n  gamma: 0.99\n" and sorted(tmp_path.iterdir()) == [path]
+    replace_atomically(path, lambda partial: partial.write_text("new\n"))
+    assert path.read_text() == "new\n" and sorted(tmp_path.iterdir()) == [path]
 
 
 # ---------------------------------------------------------------- PostgreSQL

@@ -18,7 +18,7 @@ from sb3_ac_plus.zoo import ALGOS, load_hyperparameters, make_model_and_env, par
 from sb3_ac_plus.zoo.config import DEFAULT_CONFIG_DIR, config_path
 
 REPO = Path(__file__).resolve().parent.parent
-CONFIG_DIR = REPO / "sb3_ac_plus" / "zoo_configs"
+CONFIG_DIR = REPO / "zoo_configs"
 ENV_IDS = ["CartPole-v1", "Acrobot-v1", "LunarLander-v3", "Pendulum-v1", "MountainCarContinuous-v0"]
 try:
     import Box2D  # noqa: F401
@@ -49,11 +49,9 @@ def write_config(tmp_path: Path, algo: str, text: str) -> Path:
     return tmp_path
 
 
-def test_default_config_dir_is_the_package_folder() -> None:
-    """The configs are package data: found inside the installed package, editable or not, from any working folder."""
-    from importlib.resources import files
-
-    assert DEFAULT_CONFIG_DIR == CONFIG_DIR == Path(str(files("sb3_ac_plus") / "zoo_configs"))
+def test_default_config_dir_is_the_repository_folder() -> None:
+    """From a source checkout or an editable install, the configs are read from the repository's zoo_configs/."""
+    assert DEFAULT_CONFIG_DIR == CONFIG_DIR
     for algo in ALGOS:
         assert config_path(algo).parent == DEFAULT_CONFIG_DIR
         assert load_hyperparameters(algo, "CartPole-v1")["n_timesteps"] >= 1
@@ -190,9 +188,26 @@ def test_malicious_strings_never_run(tmp_path: Path, template: str) -> None:
     with pytest.raises(ValueError, match="policy_kwargs"):
         make_model_and_env("ppo", "CartPole-v1", config_dir=config_dir, device="cpu")
     write_config(tmp_path, "ppo", f"CartPole-v1: !!python/object/apply:os.system ['touch {marker}']\n")
-    with pytest.raises(Exception, match="python/object/apply"):
+    with pytest.raises(ValueError, match="python/object/apply"):
         load_hyperparameters("ppo", "CartPole-v1", tmp_path)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "problem"),
+    [
+        ("CartPole-v1:\n  n_timesteps: 1000\n  policy_kwargs: !!python/object/apply:os.system ['true']\n", 3, "refused"),
+        ("CartPole-v1:\n  n_timesteps: 1000\n   gamma: 0.9\n", 3, "mapping values are not allowed"),
+        ("CartPole-v1:\n  n_timesteps: [1000\n", 3, "expected ',' or ']'"),
+    ],
+)
+def test_yaml_errors_name_the_file_and_the_line(tmp_path: Path, text: str, line: int, problem: str) -> None:
+    path = write_config(tmp_path, "ppo", text) / "ppo.yml"
+    with pytest.raises(ValueError) as error:
+        load_hyperparameters("ppo", "CartPole-v1", tmp_path)
+    message = str(error.value)
+    assert message.startswith(f"{path}, line {line}: not valid YAML: ") and problem in message, message
+    assert "<unicode string>" not in message
 
 
 def test_tuning_uses_the_package_parser_and_reader() -> None:
@@ -220,7 +235,9 @@ def test_read_block_of_any_file(tmp_path: Path) -> None:
         read_block(path)
 
 
-def test_rl_zoo3_trains_one_step_ac(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rl_zoo3_trains_one_step_ac_with_the_package_config_then_replays_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     pytest.importorskip("rl_zoo3")
     from rl_zoo3 import hyperparams_opt, utils
 
@@ -228,13 +245,35 @@ def test_rl_zoo3_trains_one_step_ac(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
     register()
     assert utils.ALGOS["one_step_ac"] is OneStepAC and "one_step_ac" in hyperparams_opt.HYPERPARAMS_SAMPLER
-    args = ["--algo", "one_step_ac", "--env", "CartPole-v1", "-n", "300", "--conf-file", str(CONFIG_DIR / "one_step_ac.yml")]
-    args += ["-f", str(tmp_path / "logs"), "--eval-freq", "-1", "--seed", "0", "--device", "cpu", "--verbose", "0"]
-    monkeypatch.setattr(sys, "argv", ["train", *args])
-    main()
+    # no --conf-file: the package's one_step_ac.yml (rl_zoo3 has none), as the module's docstring shows
+    common = ["--algo", "one_step_ac", "--env", "CartPole-v1", "-f", str(tmp_path / "logs"), "--seed", "0", "--device", "cpu"]
+    main([*common, "-n", "300", "--eval-freq", "-1", "--verbose", "0"])
     saved = tmp_path / "logs" / "one_step_ac" / "CartPole-v1_1" / "CartPole-v1.zip"
     model = OneStepAC.load(saved, device="cpu")
+    assert model.n_envs == load_hyperparameters("one_step_ac", "CartPole-v1")["n_envs"]
     assert model.num_timesteps == 300 + (-300 % model.n_envs)  # whole VecEnv steps (the block has 8 envs)
+    capsys.readouterr()
+
+    main(["enjoy", *common, "-n", "30", "--no-render", "--deterministic"])  # rl_zoo3's enjoy loads the run
+    printed = capsys.readouterr().out
+    assert f"Loading {saved}" in printed and "Episode Reward" in printed
+
+
+def test_the_default_config_is_added_for_one_step_ac_only() -> None:
+    from sb3_ac_plus.zoo.rl_zoo3_plugin import with_default_config
+
+    assert with_default_config(["--algo", "one_step_ac"]) == [
+        "--algo",
+        "one_step_ac",
+        "--conf-file",
+        str(CONFIG_DIR / "one_step_ac.yml"),
+    ]
+    for given in (
+        ["--algo", "one_step_ac", "-conf", "my.yml"],
+        ["--algo=one_step_ac", "--conf-file=my.yml"],
+        ["--algo", "ppo"],
+    ):
+        assert with_default_config(given) == given
 
 
 def test_rl_zoo3_tunes_one_step_ac(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -251,7 +290,7 @@ def test_rl_zoo3_tunes_one_step_ac(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 
 def test_rl_zoo3_sampler_is_the_tuning_search_space() -> None:
-    from sb3_ac_plus.tuning.search_spaces import sample_hyperparameters, searched_names
+    from sb3_ac_plus.zoo.search_spaces import sample_hyperparameters, searched_names
     from sb3_ac_plus.zoo.rl_zoo3_plugin import _convert_one_step_ac_params, sample_one_step_ac_params
 
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
@@ -267,20 +306,54 @@ def test_rl_zoo3_sampler_is_the_tuning_search_space() -> None:
     assert asked == set(searched_names("one_step_ac"))  # both directions: every searched name is asked, and no other
 
 
-@pytest.mark.slow
-def test_the_wheel_ships_every_config(tmp_path: Path) -> None:
-    """A non-editable install (pip install .) finds the configs: they are package data of the wheel."""
+def test_each_config_file_is_kept_once() -> None:
+    """One copy of each YAML file, in zoo_configs/ (the wheel's sb3_ac_plus/zoo_configs/ is built from it)."""
     import subprocess
-    import zipfile
 
+    if not (REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    names = [f"{algo}.yml" for algo in sorted(ALGOS)]
+    assert sorted(path for path in tracked if Path(path).name in names) == [f"zoo_configs/{name}" for name in names]
+
+
+@pytest.mark.slow
+def test_a_non_editable_install_finds_the_configs(tmp_path: Path) -> None:
+    """pip install . (no -e) ships zoo_configs/ inside the package, where the installed package finds it."""
+    import os
+    import shutil
+    import subprocess
+
+    source = tmp_path / "source"  # what the build needs, copied so that it leaves no build/ in the repository
+    source.mkdir()
+    for name in ("pyproject.toml", "setup.py", "README.md", "LICENSE"):
+        shutil.copy2(REPO / name, source / name)
+    for folder in ("sb3_ac_plus", "zoo_configs"):
+        shutil.copytree(REPO / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    target = tmp_path / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(REPO)],
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "-q", "--target", str(target), "."],
+        cwd=source,
         check=True,
         capture_output=True,
         timeout=300,
     )
-    (wheel,) = tmp_path.glob("sb3_ac_plus-*.whl")
-    names = set(zipfile.ZipFile(wheel).namelist())
-    shipped = {f"sb3_ac_plus/zoo_configs/{path.name}" for path in CONFIG_DIR.glob("*.yml")}
-    assert len(shipped) == 4 and shipped <= names
-    assert any(name.endswith("licenses/LICENSE") for name in names)
+    shutil.rmtree(source)  # the installed package cannot fall back on the source tree
+    assert sorted(path.name for path in (target / "sb3_ac_plus" / "zoo_configs").glob("*.yml")) == sorted(
+        path.name for path in CONFIG_DIR.glob("*.yml")
+    )
+    assert list(target.glob("sb3_ac_plus-*.dist-info/licenses/LICENSE"))
+    script = (
+        "import json, sb3_ac_plus\n"
+        "from sb3_ac_plus.zoo import ALGOS, DEFAULT_CONFIG_DIR, load_hyperparameters\n"
+        "blocks = {algo: load_hyperparameters(algo, 'CartPole-v1') for algo in ALGOS}\n"
+        "print(json.dumps([sb3_ac_plus.__file__, str(DEFAULT_CONFIG_DIR), sorted(blocks)]))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    package_file, config_dir, algos = json.loads(done.stdout.splitlines()[-1])
+    assert Path(package_file).is_relative_to(target) and Path(config_dir) == target / "sb3_ac_plus" / "zoo_configs"
+    assert algos == sorted(ALGOS)

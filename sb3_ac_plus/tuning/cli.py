@@ -23,23 +23,19 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from sb3_ac_plus.common.arguments import env_id_problem, non_negative_int, positive_float, positive_int
-
 from sb3_ac_plus.tuning.algorithms import ALGORITHMS, constructor_parameters
-from sb3_ac_plus.tuning.objective import OBJECTIVES, TrialSettings
+from sb3_ac_plus.tuning.objective import OBJECTIVES, TrialSettings, has_box_actions
 from sb3_ac_plus.tuning.outputs import best_trial, summary, write_outputs
-from sb3_ac_plus.tuning.search_spaces import (
-    POLICY_KWARG_NAMES,
-    activation_fn,
-    check_searched_value,
-    net_arch,
-    searched_names,
-)
 from sb3_ac_plus.tuning.storage import check_storage_argument, fail_dead_local_trials, open_storage, parse_storage
 from sb3_ac_plus.tuning.study_setup import PRUNERS, SAMPLERS, StudyMismatchError, create_or_resume_study
+from sb3_ac_plus.tuning.validation import check_fixed_value, check_trial_values
 from sb3_ac_plus.tuning.workers import RunConfig, count_trials, describe_exit_codes, run_workers
 from sb3_ac_plus.tuning.zoo_format import parse_policy_kwargs
+from sb3_ac_plus.zoo.search_spaces import POLICY_KWARG_NAMES, check_searched_value, searched_names
 
 DEFAULT_OUTPUT_DIR = "tuning_output"
+EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130  # 128 + SIGINT: what a shell reports for a command stopped by Ctrl-C
 # Constructor arguments the tuner sets itself, with the flag to use instead.
 SCIPY_SAMPLERS = ("qmc", "gp")
 RESERVED_HYPERPARAMETERS = {"seed": "--seed", "device": "--device", "verbose": "--verbose", "env": "--env"}
@@ -108,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="hyperparameters to fix instead of search, e.g. --fix gamma=0.99 net_arch=small "
         "'policy_kwargs=dict(net_arch=[64, 64])'. NAME is a searched hyperparameter or any constructor argument "
-        "of the algorithm; VALUE is a Python literal or a bare word (see tuning/search_spaces.py)",
+        "of the algorithm; VALUE is a Python literal or a bare word (the ranges: sb3_ac_plus/zoo/search_spaces.py)",
     )
     what.add_argument(
         "--enqueue",
@@ -287,10 +283,7 @@ def _check_fixed(parser: argparse.ArgumentParser, algo: str, fixed: dict[str, An
                 "policy_kwargs"
             )
         try:
-            if name == "net_arch":
-                net_arch(value)
-            elif name == "activation_fn":
-                activation_fn(value)
+            check_fixed_value(algo, name, value)
         except ValueError as error:
             parser.error(f"argument --fix: {error}")
 
@@ -304,6 +297,21 @@ def _check_enqueued(parser: argparse.ArgumentParser, algo: str, fixed: dict[str,
                 check_searched_value(algo, name, value)
             except ValueError as error:
                 parser.error(f"argument --enqueue: {error}; other constructor arguments go to --fix")
+
+
+def _check_trials(parser: argparse.ArgumentParser, args: argparse.Namespace, fixed: dict[str, Any]) -> None:
+    """The trials around the fixed values, then each enqueued trial, through the loader's and the algorithm's checks."""
+    continuous = has_box_actions(args.env)
+    try:
+        check_trial_values(args.algo, args.env, fixed, {}, continuous)
+    except ValueError as error:
+        parser.error(f"argument --fix: {error}")
+    for params in args.enqueue:
+        try:
+            check_trial_values(args.algo, args.env, fixed, params, continuous)
+        except ValueError as error:
+            given = " ".join(f"{name}={value!r}" for name, value in params.items())
+            parser.error(f"argument --enqueue: the trial {given}: {error}")
 
 
 def _default_study_name(algo: str, env_id: str) -> str:
@@ -323,6 +331,7 @@ def parse_arguments(argv: list[str] | None = None) -> tuple[argparse.Namespace, 
     _check_fixed(parser, args.algo, fixed)
     args.enqueue = [dict(params) for params in args.enqueue]
     _check_enqueued(parser, args.algo, fixed, args.enqueue)
+    _check_trials(parser, args, fixed)
     if args.sampler in SCIPY_SAMPLERS and importlib.util.find_spec("scipy") is None:
         parser.error(f"argument --sampler: {args.sampler} needs SciPy; pip install scipy, or use tpe or random")
     if args.n_evaluations > args.n_timesteps:
@@ -351,9 +360,19 @@ def main(argv: list[str] | None = None) -> int:
     """Run the tuner.
 
     :param argv: arguments, without the program name (default: ``sys.argv[1:]``)
-    :return: the exit code: 0, or 1 when the storage cannot be opened or a worker process crashed
+    :return: the exit code: 0; 1 when the storage cannot be opened, a worker process crashed, or no trial of the study
+        completed; 130 when interrupted (Ctrl-C), after the running trials were marked failed and the outputs written.
+        Invalid arguments exit with 2 before any trial.
     """
     args, settings = parse_arguments(argv)
+    try:
+        return _tune(args, settings)
+    except KeyboardInterrupt:  # before or after the trials (during them, _tune saves and returns)
+        print("\ninterrupted; the study keeps every finished trial: rerun the command to resume it", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _tune(args: argparse.Namespace, settings: TrialSettings) -> int:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     optuna.logging.set_verbosity(optuna.logging.INFO if args.verbose >= 2 else optuna.logging.WARNING)
     output_dir = Path(args.output_dir) / args.study_name
@@ -365,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
         build_parser().error(f"argument --study-name: {error}")
     except Exception as error:
         print(f"error: cannot open the study in {spec.describe()}: {type(error).__name__}: {error}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     fail_dead_local_trials(study)
     n_existing = len(study.get_trials(deepcopy=False))
     for params in args.enqueue:
@@ -419,17 +438,30 @@ def main(argv: list[str] | None = None) -> int:
         bar.refresh()
 
     exit_codes: list[int] = []
+    interrupted = False
     try:
         exit_codes = run_workers(config, progress=on_progress, on_trial_end=on_trial_end)
     except KeyboardInterrupt:
-        notes.append("interrupted: the running trials were marked failed")
+        interrupted = True
+        notes.append("interrupted (Ctrl-C): the running trials were marked failed; rerun the command to resume the study")
     finally:
         bar.close()
     notes.extend(describe_exit_codes(exit_codes))
     fail_dead_local_trials(study)
     written = write_outputs(study, output_dir, plots=not args.no_plots)
     print(summary(study, written, spec.dashboard_argument(), notes))
-    return 1 if any(code != 0 for code in exit_codes) else 0
+    return _exit_code(study, exit_codes, interrupted)
+
+
+def _exit_code(study: optuna.Study, worker_exit_codes: list[int], interrupted: bool) -> int:
+    if interrupted:
+        return EXIT_INTERRUPTED
+    if any(code != 0 for code in worker_exit_codes):
+        return EXIT_FAILED
+    if best_trial(study) is None:
+        print("error: no trial of the study completed (the summary above says how they ended)", file=sys.stderr)
+        return EXIT_FAILED
+    return 0
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize, sync_envs_nor
 
 from sb3_ac_plus.evaluation.training import DIVERGENCE_ERRORS, make_eval_env
 from sb3_ac_plus.zoo import load_hyperparameters, make_model_and_env
-from sb3_ac_plus.tuning.search_spaces import sample_hyperparameters
+from sb3_ac_plus.zoo.search_spaces import sample_hyperparameters
 from sb3_ac_plus.tuning.zoo_format import to_yaml_ready
 
 # How the evaluation curve of a trial (mean over seeds at each evaluation) becomes one number.
@@ -127,6 +127,15 @@ def zoo_block(algo: str, env_id: str) -> dict[str, Any]:
         return {}
 
 
+def has_box_actions(env_id: str) -> bool:
+    """:return: whether the env's actions are a Box (Gaussian policies), made once to find out"""
+    probe = gym.make(env_id)
+    try:
+        return isinstance(probe.action_space, spaces.Box)
+    finally:
+        probe.close()
+
+
 def _traceback_text() -> str:
     """The traceback of the exception being handled, its end kept when it is long."""
     text = traceback.format_exc()
@@ -156,10 +165,7 @@ class Objective:
         self.settings = settings
         self.worker = worker
         self.max_total_trials_reached = False
-        # Exploration noise is searched for Box actions only.
-        probe = gym.make(settings.env_id)
-        self.continuous_actions = isinstance(probe.action_space, spaces.Box)
-        probe.close()
+        self.continuous_actions = has_box_actions(settings.env_id)  # exploration noise is searched for them only
 
     def _check_max_total_trials(self, trial: optuna.Trial) -> None:
         # Trial numbers follow creation order in every Optuna storage, so counting the earlier trials decides the

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import datetime
+import functools
 import math
+import os
 import warnings
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -141,6 +144,21 @@ def best_hyperparameters_yaml(study: optuna.Study, trial: FrozenTrial) -> str:
     )
 
 
+def replace_atomically(path: Path, write: Callable[[Path], object]) -> None:
+    """Write ``path`` through a temporary file in its folder, renamed over it once complete: an interrupted write
+    (a second Ctrl-C) leaves the previous file, never a truncated one.
+
+    :param path: the file to write
+    :param write: writes the content to the path it is given
+    """
+    partial = path.with_name(f".{path.stem}.partial{path.suffix}")  # the suffix tells matplotlib the format
+    try:
+        write(partial)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
 def write_trials_csv(study: optuna.Study, path: Path) -> None:
     """All trials, one row each: number, state, value, params (real names), durations and user attributes.
 
@@ -153,7 +171,7 @@ def write_trials_csv(study: optuna.Study, path: Path) -> None:
     if "user_attrs_fail_reason" in frame.columns:
         lost = (frame["state"] == "FAIL") & frame["user_attrs_fail_reason"].isna()
         frame.loc[lost, "user_attrs_fail_reason"] = _LOST_WORKER
-    frame.to_csv(path, index=False)
+    replace_atomically(path, lambda partial: frame.to_csv(partial, index=False))
 
 
 def write_plots(study: optuna.Study, output_dir: Path) -> tuple[list[Path], list[str]]:
@@ -182,7 +200,7 @@ def write_plots(study: optuna.Study, output_dir: Path) -> tuple[list[Path], list
             figure = (axes.flat[0] if hasattr(axes, "flat") else axes).get_figure()
             figure.set_size_inches(max(figure.get_size_inches()[0], 8), max(figure.get_size_inches()[1], 5))
             path = output_dir / f"{name}.png"
-            figure.savefig(path, dpi=100, bbox_inches="tight")
+            replace_atomically(path, functools.partial(figure.savefig, dpi=100, bbox_inches="tight"))
             written.append(path)
         except (ValueError, RuntimeError, ZeroDivisionError) as error:
             skipped.append(f"{name}: {error}")
@@ -204,7 +222,8 @@ def write_outputs(study: optuna.Study, output_dir: Path, plots: bool = True) -> 
     trial = best_trial(study)
     yaml_path = output_dir / BEST_HYPERPARAMETERS_FILE
     if trial is not None:
-        yaml_path.write_text(best_hyperparameters_yaml(study, trial))
+        text = best_hyperparameters_yaml(study, trial)
+        replace_atomically(yaml_path, lambda partial: partial.write_text(text))
         written["yaml"] = yaml_path
     missing = "; install the tuning extra: pip install -e '.[tuning]'"
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 import socket
 import time
 import warnings
@@ -16,6 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.context import SpawnContext, SpawnProcess
+from types import FrameType
 
 import optuna
 import torch as th
@@ -168,11 +170,19 @@ def _single_threaded_children() -> Iterator[None]:
                 os.environ[name] = value
 
 
+def _stop_once(signum: int, frame: FrameType | None) -> None:
+    # Ctrl-C reaches every process of the terminal, and the parent forwards it too: the first one stops the running
+    # trial, which Optuna then records as failed; a second one must not interrupt that record.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
 def _worker_main(config: RunConfig, worker_index: int, budget: TrialBudget) -> None:
+    signal.signal(signal.SIGINT, _stop_once)
     try:
         run_worker(config, worker_index, budget)
     except KeyboardInterrupt:
-        pass  # Ctrl-C reaches every process; the parent reports and writes the outputs
+        pass  # the parent reports and writes the outputs
 
 
 def run_workers(
@@ -209,7 +219,11 @@ def run_workers(
                 progress(reported)
             time.sleep(poll_seconds)
     except KeyboardInterrupt:
-        # the workers got the same SIGINT: Optuna fails their running trial and they return
+        # Optuna fails each worker's running trial and the worker returns. A Ctrl-C in the terminal reached them
+        # already; a SIGINT sent to this process alone is passed on (the workers take only the first one).
+        for process in processes:
+            if process.is_alive() and process.pid is not None:
+                os.kill(process.pid, signal.SIGINT)
         for process in processes:
             process.join(timeout=30)
             if process.is_alive():

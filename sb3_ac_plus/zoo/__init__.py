@@ -8,6 +8,7 @@
 - :mod:`~sb3_ac_plus.zoo.policy_kwargs`: ``policy_kwargs`` strings read with :mod:`ast`, never ``eval``.
 - :mod:`~sb3_ac_plus.zoo.config`: find an env's block and check every key.
 - :mod:`~sb3_ac_plus.zoo.loader`: build the VecEnv and the model.
+- :mod:`~sb3_ac_plus.zoo.search_spaces`: the ranges each algorithm is tuned over (the tuner's and rl_zoo3's).
 - :mod:`~sb3_ac_plus.zoo.rl_zoo3_plugin`: register OneStepAC into rl_zoo3 (optional, needs ``rl_zoo3``).
 """
 

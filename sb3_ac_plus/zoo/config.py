@@ -31,8 +31,16 @@ from stable_baselines3.common.vec_env import VecNormalize
 from sb3_ac_plus.zoo.algorithms import ALGOS, constructor_parameters, get_algorithm_class
 from sb3_ac_plus.zoo.policy_kwargs import parse_dict_literal, parse_policy_kwargs
 
-# The tuned configs ship inside the package (sb3_ac_plus/zoo_configs/), so every install finds them.
-DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent.parent / "zoo_configs"
+
+def _default_config_dir() -> Path:
+    """The repository's ``zoo_configs/``: inside the package where a wheel installed it (``pip install .`` copies it to
+    ``sb3_ac_plus/zoo_configs/``, see setup.py), else beside the package folder (a source checkout, an editable install)."""
+    package = Path(__file__).resolve().parent.parent
+    shipped, repository = package / "zoo_configs", package.parent / "zoo_configs"
+    return shipped if shipped.is_dir() or not repository.is_dir() else repository
+
+
+DEFAULT_CONFIG_DIR = _default_config_dir()
 
 EXPERIMENT_KEYS = ("n_envs", "n_timesteps", "policy", "normalize", "frame_stack", "env_kwargs")
 # rl-zoo keys that name Python objects to import or evaluate: refused rather than run.
@@ -219,7 +227,7 @@ def config_path(algo: str, config_dir: str | Path | None = None) -> Path:
     """The YAML file of an algorithm, ``<config_dir>/<algo>.yml``.
 
     :param algo: the algorithm's name
-    :param config_dir: the folder; defaults to the package's ``sb3_ac_plus/zoo_configs/``
+    :param config_dir: the folder; defaults to the package's configs (the repository's ``zoo_configs/``)
     :return: the path
     :raises ValueError: when the algorithm is unknown or its file is missing
     """
@@ -232,16 +240,31 @@ def config_path(algo: str, config_dir: str | Path | None = None) -> Path:
     return path
 
 
+def _load_yaml(path: Path) -> Any:
+    """The file's YAML, read with ``yaml.safe_load``; a YAML error becomes a ValueError naming the file and the line."""
+    try:
+        with open(path) as file:
+            return yaml.safe_load(file)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}, line {mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(error, "problem", None) or str(error)
+        if "python/" in problem:
+            problem += " (Python tags such as !!python/object are refused: configs are read without running code)"
+        raise ValueError(f"{where}: not valid YAML: {problem}") from None
+
+
 def read_block(path: str | Path, env_id: str | None = None) -> tuple[str, dict[str, Any]]:
     """The raw block of ``env_id`` in any zoo YAML file, as written (e.g. the tuner's ``best_hyperparameters.yml``).
 
     :param path: the YAML file
     :param env_id: the block to read; may be omitted when the file holds a single block
     :return: the env id and its block (a new dict)
-    :raises ValueError: when the file is not a mapping of blocks, or the block is missing (the known ones listed)
+    :raises ValueError: when the file is not valid YAML (file and line named) or not a mapping of blocks, or the block is
+        missing (the known ones listed)
     """
     path = Path(path)
-    blocks = yaml.safe_load(path.read_text())
+    blocks = _load_yaml(path)
     if not isinstance(blocks, dict) or not blocks:
         raise ValueError(f"{path}: expected a mapping from env id to hyperparameters")
     if env_id is None:
@@ -261,7 +284,7 @@ def load_hyperparameters(algo: str, env_id: str, config_dir: str | Path | None =
 
     :param algo: the algorithm's name, a key of :data:`~sb3_ac_plus.zoo.algorithms.ALGOS`
     :param env_id: the Gymnasium id
-    :param config_dir: the folder of the YAML files; defaults to the package's ``sb3_ac_plus/zoo_configs/``
+    :param config_dir: the folder of the YAML files; defaults to the package's configs (the repository's ``zoo_configs/``)
     :return: the block (a new dict)
     :raises ValueError: for an unknown algorithm or env id, listing the known ones
     """

@@ -42,7 +42,7 @@ def make_model_and_env(
     :param algo: ``"one_step_ac"``, ``"a2c"`` or ``"ppo"``
     :param env_id: the Gymnasium id
     :param seed: seed of the model and of the envs
-    :param config_dir: the folder of the YAML files; defaults to the package's ``sb3_ac_plus/zoo_configs/``
+    :param config_dir: the folder of the YAML files; defaults to the package's configs (the repository's ``zoo_configs/``)
     :param n_timesteps: the training budget; defaults to the block's ``n_timesteps``
     :param block: the block to start from instead of the file's (``{}``: SB3's defaults on one env)
     :param overrides: keys that replace the block's before it is checked (``verbose=0``, ``device="cpu"``,

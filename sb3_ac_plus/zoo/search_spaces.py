@@ -1,5 +1,9 @@
 """The hyperparameters each algorithm is tuned over: edit the ranges here.
 
+Both tuners sample from here: the package's own (``tuning/optimize.py``, :mod:`sb3_ac_plus.tuning`) and rl_zoo3's
+through :mod:`~sb3_ac_plus.zoo.rl_zoo3_plugin`; it lives in the zoo package, as rl-baselines3-zoo's samplers live in
+its ``hyperparams_opt.py``, so that the zoo never imports the tuner.
+
 Every sampler returns constructor keyword arguments under their real names and with the values that build the model,
 so the best trial can be written as a YAML block that a user pastes. A hyperparameter fixed on the command line
 (``--fix gamma=0.99``) is not searched: :class:`Space` returns the fixed value instead of asking Optuna.
@@ -13,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import optuna
+from optuna.trial import BaseTrial
 from torch import nn
 
 # Sizes of the hidden layers, for the actor and the critic alike (SB3 builds two networks from one list).
@@ -41,14 +45,14 @@ class Space:
     Without a trial (``trial=None``) it answers the first choice or the lower bound and only records the names asked
     for; the command line uses this to check the names given to ``--fix``.
 
-    :param trial: the Optuna trial to suggest from, or None for a dry run
+    :param trial: the Optuna trial to suggest from (a ``FixedTrial`` replays given values), or None for a dry run
     :param fixed: hyperparameters fixed by the user, by name
     :param continuous_actions: whether the env's actions are a Box (Gaussian policies): hyperparameters that only
         apply to them (exploration noise) are searched only then
     """
 
     def __init__(
-        self, trial: optuna.Trial | None, fixed: Mapping[str, Any] | None = None, continuous_actions: bool = False
+        self, trial: BaseTrial | None, fixed: Mapping[str, Any] | None = None, continuous_actions: bool = False
     ) -> None:
         self.trial = trial
         self.fixed = dict(fixed or {})
@@ -57,7 +61,7 @@ class Space:
         # what each name may take: (low, high) for a float, the list of choices for a categorical
         self.domains: dict[str, tuple[float, float] | list[Any]] = {}
 
-    def _ask(self, name: str, when: bool, otherwise: Any, suggest: Callable[[optuna.Trial], Any], dry_run: Any) -> Any:
+    def _ask(self, name: str, when: bool, otherwise: Any, suggest: Callable[[BaseTrial], Any], dry_run: Any) -> Any:
         self.names.append(name)
         if name in self.fixed:
             return self.fixed[name]
@@ -228,6 +232,15 @@ def searched_names(algo: str) -> list[str]:
     return _dry_run(algo).names
 
 
+def search_domains(algo: str) -> dict[str, tuple[float, float] | list[Any]]:
+    """What the sampler of ``algo`` may draw for each searched name (conditional ones included).
+
+    :param algo: command-line name of the algorithm
+    :return: ``(low, high)`` for a float, the list of choices for a categorical, in the order the sampler asks
+    """
+    return _dry_run(algo).domains
+
+
 def _dry_run(algo: str) -> Space:
     """The space after a dry run of the sampler of ``algo`` (Box actions, so every name is asked for)."""
     space = Space(trial=None, continuous_actions=True)
@@ -257,7 +270,7 @@ def check_searched_value(algo: str, name: str, value: Any) -> None:
 
 
 def sample_hyperparameters(
-    trial: optuna.Trial | None, algo: str, fixed: Mapping[str, Any] | None = None, continuous_actions: bool = False
+    trial: BaseTrial | None, algo: str, fixed: Mapping[str, Any] | None = None, continuous_actions: bool = False
 ) -> dict[str, Any]:
     """Constructor kwargs for one trial: sampled values, overridden or completed by the fixed ones.
 
