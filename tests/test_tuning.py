@@ -219,7 +219,7 @@ def test_zoo_block_keeps_types() -> None:
         (["--fix", "gamma=abc"], "--fix", "gamma must be a number, got 'abc'; the search chooses from [0.9"),
         (["--fix", "use_sde=1"], "--fix", "use_sde must be true or false"),
         (["--fix", "update_rule=adam"], "--fix", "update_rule must be one of ('obgd', 'adaptive_obgd', 'sgd'"),
-        (["--fix", "trace_lambda=1.5"], "--fix", "trace_lambda must be in [0, 1], got 1.5"),
+        (["--fix", "trace_lambda=1.5"], "--fix", "trace_lambda must be a float in [0, 1], got 1.5"),
         (["--fix", "clip_obs=-1"], "--fix", "clip_obs must be a positive finite float"),
         (["--fix", "n_envs=0"], "--fix", "n_envs: expected an integer >= 1"),
         (["--fix", "n_steps=4"], "--fix", "search draws trace_lambda=0.5: fix trace_lambda as well"),
