@@ -265,3 +265,13 @@ def test_quickstart_main_job_prints_its_evaluation(capsys) -> None:
     assert "reward threshold 475" in out
     with pytest.raises(SystemExit):
         main(["--steps", "0"])
+
+
+@pytest.mark.skipif(not th.cuda.is_available(), reason="no CUDA device on this machine")
+@pytest.mark.parametrize("config", [dict(), dict(update_rule="optimizer", trace_lambda=0.0, learning_rate=1e-3)])
+def test_cuda_device_runs_the_reference_update(config: dict) -> None:
+    model = OneStepAC("MlpPolicy", make_vec_env("CartPole-v1", n_envs=2, seed=0), device="cuda", seed=0, **config)
+    before = model._flat_params.clone()
+    model.learn(100)
+    assert model._engine.name == "reference" and model._flat_params.device.type == "cuda"
+    assert th.isfinite(model._flat_params).all() and not th.equal(before, model._flat_params)
