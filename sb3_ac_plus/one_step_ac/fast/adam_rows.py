@@ -64,16 +64,10 @@ def adam_rows(
     :param stats: ``(n_rows, 5)`` float64, written (:data:`~sb3_ac_plus.one_step_ac.rows.STAT_NAMES`)
     :return: :data:`APPLIED` or the refused row's reason, and that row (the number of rows when applied)
     """
-    obs, next_obs, next_index, rewards, discounts, discrete_actions, box_actions, _ = rows
-    scratch = make_scratch(obs.shape[1], actor_net[0], critic_net[0], params.shape[0])
-    no_box_action = np.zeros(0, dtype=np.float32)
-    for row in range(obs.shape[0]):
-        status, delta, log_prob, entropy = td_gradients(
-            params, actor_net, critic_net, head, obs[row], next_obs[next_index[row]], rewards[row], discounts[row],
-            discrete_actions[row] if discrete_actions.shape[0] > 0 else 0,
-            box_actions[row] if box_actions.shape[0] > 0 else no_box_action,
-            scratch,
-        )  # fmt: skip
+    n_rows, obs_dim = rows[0].shape
+    scratch = make_scratch(obs_dim, actor_net[0], critic_net[0], params.shape[0])
+    for row in range(n_rows):
+        status, delta, log_prob, entropy = td_gradients(params, actor_net, critic_net, head, rows, row, scratch)
         if status != APPLIED:
             return status, row
         # The loss's gradient: -delta times the gradients of the objectives, rounded to float32 once.
@@ -91,4 +85,4 @@ def adam_rows(
         stats[row, 2] = entropy
         stats[row, 3] = actor_hyper[0]
         stats[row, 4] = critic_hyper[0]
-    return APPLIED, obs.shape[0]
+    return APPLIED, n_rows

@@ -111,23 +111,17 @@ def bounded_rows(
     :param stats: ``(rows, 5)`` float64, written (:data:`~sb3_ac_plus.one_step_ac.rows.STAT_NAMES`)
     :return: :data:`APPLIED` or the first refused row's reason, and that row (the number of rows when applied)
     """
-    obs, next_obs, next_index, returns, discounts, discrete_actions, box_actions, trace_index = rows
+    n_rows, obs_dim, trace_index = rows[0].shape[0], rows[0].shape[1], rows[7]
     actor_traces, critic_traces, decay = traces
     actor_moments, critic_moments, moments_count, beta2, moments_eps = moments
     actor_lr, critic_lr, actor_kappa, critic_kappa, bounded = steps
     n_params = params.shape[0]
-    scratch = make_scratch(obs.shape[1], actor_net[0], critic_net[0], n_params)
+    scratch = make_scratch(obs_dim, actor_net[0], critic_net[0], n_params)
     grads = scratch[-1]
-    no_box_action = np.zeros(0, dtype=np.float32)
     actor_direction = np.empty(n_actor, dtype=np.float32)
     critic_direction = np.empty(n_params - n_actor, dtype=np.float32)
-    for r in range(obs.shape[0]):
-        status, delta, log_prob, entropy = td_gradients(
-            params, actor_net, critic_net, head, obs[r], next_obs[next_index[r]], returns[r], discounts[r],
-            discrete_actions[r] if discrete_actions.shape[0] > 0 else 0,
-            box_actions[r] if box_actions.shape[0] > 0 else no_box_action,
-            scratch,
-        )  # fmt: skip
+    for r in range(n_rows):
+        status, delta, log_prob, entropy = td_gradients(params, actor_net, critic_net, head, rows, r, scratch)
         if status != APPLIED:
             return status, r
         trace = trace_index[r] if actor_traces.shape[0] > 0 else -1
@@ -150,4 +144,4 @@ def bounded_rows(
         stats[r, 2] = entropy
         stats[r, 3] = actor_step
         stats[r, 4] = critic_step
-    return APPLIED, obs.shape[0]
+    return APPLIED, n_rows

@@ -47,23 +47,18 @@ def td_gradients(
     actor_net: tuple,
     critic_net: tuple,
     head: tuple,
-    obs: np.ndarray,
-    next_obs: np.ndarray,
-    ret: float,
-    discount: float,
-    discrete_action: int,
-    box_action: np.ndarray,
+    rows: tuple,
+    row: int,
     scratch: tuple,
 ) -> tuple[int, np.float32, float, float]:  # pragma: no cover (compiled)
     """
-    ``delta = ret + discount * V(s') - V(s)`` and, into ``scratch``'s last buffer, the gradients of
+    Row ``row``'s ``delta = G + discount * V(s') - V(s)`` and, into ``scratch``'s last buffer, the gradients of
     ``log pi(a|s) + ent_coef * sign(delta) * H(pi(.|s))`` (the actor's part) and of ``V(s)`` (the critic's part).
 
     :param params: the flat parameter vector ``[actor | critic]``, float32
     :param actor_net: the actor MLP's ``(layout, layer_norm, eps, slope)``; ``critic_net`` the critic's
     :param head: ``(kind, log_std_offset, sde_epsilon, ent_coef)``
-    :param obs: the normalised state ``(obs_dim,)``; ``next_obs`` the one V(s') is computed at
-    :param discrete_action: the action taken (Categorical); ``box_action`` (Gaussian, gSDE)
+    :param rows: as :func:`~sb3_ac_plus.one_step_ac.fast.bounded_rows.bounded_rows` takes them
     :param scratch: :func:`make_scratch`'s buffers
     :return: :data:`~sb3_ac_plus.one_step_ac.rows.APPLIED` or the reason the row is refused, then ``delta``,
         ``log pi(a|s)`` and the entropy
@@ -71,17 +66,20 @@ def td_gradients(
     actor_layout, actor_norm, actor_eps, actor_slope = actor_net
     critic_layout, critic_norm, critic_eps, critic_slope = critic_net
     kind, log_std_offset, sde_epsilon, ent_coef = head
+    obs, next_obs, next_index, returns, discounts, discrete_actions, box_actions, _ = rows
     a_acts, a_pres, a_inv, c_acts, c_pres, c_inv, out, values, pair, grad_out, critic_grad_out, log_probs, grads = scratch
-    pair[0] = obs
-    pair[1] = next_obs
+    pair[0] = obs[row]
+    pair[1] = next_obs[next_index[row]]
     mlp_forward(params, critic_layout, pair, critic_norm, critic_eps, critic_slope, c_acts, c_pres, c_inv, values)
-    delta = np.float32(np.float32(ret + discount * values[1, 0]) - values[0, 0])
+    delta = np.float32(np.float32(returns[row] + discounts[row] * values[1, 0]) - values[0, 0])
     if not math.isfinite(delta):
         return NON_FINITE_DELTA, delta, 0.0, 0.0
     entropy_weight = ent_coef * (1.0 if delta > 0.0 else (-1.0 if delta < 0.0 else 0.0))
     mlp_forward(params, actor_layout, pair[:1], actor_norm, actor_eps, actor_slope, a_acts, a_pres, a_inv, out)
     n_hidden = actor_layout.shape[0] - 1
     latent = a_acts[n_hidden, 0, : actor_layout[n_hidden, 2]]
+    discrete_action = discrete_actions[row] if discrete_actions.shape[0] > 0 else 0
+    box_action = box_actions[row] if box_actions.shape[0] > 0 else out[0]  # out[0]: unused, of the same type
     log_prob, entropy = actor_head(
         kind, out[0], latent, params, log_std_offset, sde_epsilon, entropy_weight, discrete_action, box_action,
         log_probs, grad_out[0], grads[0],
