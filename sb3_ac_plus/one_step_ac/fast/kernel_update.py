@@ -18,6 +18,8 @@ from sb3_ac_plus.policies.observation_normalizer import RunningMeanStdBuffers
 
 _EMPTY_TRACES = np.zeros((0, 0), dtype=np.float32)
 _EMPTY_MOMENTS = np.zeros(0, dtype=np.float32)
+_NO_DISCRETE_ACTIONS = np.zeros(0, dtype=np.int64)
+_NO_BOX_ACTIONS = np.zeros((0, 0), dtype=np.float32)
 
 
 class KernelUpdate:
@@ -69,6 +71,7 @@ class KernelUpdate:
         self.head = (networks.kind, networks.log_std_offset, networks.sde_epsilon, ent_coef)
         self.flat_optimizer = flat_optimizer
         self.flat_grad = None if flat_grad is None else flat_grad.numpy()
+        self._views: dict[int, tuple[th.Tensor, np.ndarray]] = {}
         normalizer = getattr(policy, "obs_normalizer", None)
         self.stats: RunningMeanStdBuffers | None = None if normalizer is None else normalizer.statistics()
 
@@ -81,6 +84,15 @@ class KernelUpdate:
     def act(self, obs: np.ndarray, noise: np.ndarray | None) -> np.ndarray:
         """:return: one action per env (see :meth:`~sb3_ac_plus.one_step_ac.fast.networks.KernelNetworks.act`)"""
         return self.networks.act(obs, self.generator, noise)
+
+    def _view(self, tensor: th.Tensor) -> np.ndarray:
+        """:return: a NumPy view of an online-state tensor, made once per tensor (``Tensor.numpy`` costs a microsecond)"""
+        cached = self._views.get(id(tensor))
+        if cached is None or cached[0] is not tensor:
+            if len(self._views) >= 8:
+                self._views.clear()  # tensors replaced since (new episodes, a load): drop their views
+            self._views[id(tensor)] = cached = (tensor, tensor.numpy())
+        return cached[1]
 
     def checkpoint(self) -> None:
         """Keep a copy of Adam's state (``update_rule="optimizer"``), for :meth:`rollback`."""
@@ -95,9 +107,9 @@ class KernelUpdate:
         n_rows = rows.n_rows
         actions = np.asarray(rows.actions)
         if self.networks.kind == CATEGORICAL:
-            discrete, box = actions.astype(np.int64).reshape(n_rows), np.zeros((0, 0), dtype=np.float32)
+            discrete, box = actions.astype(np.int64).reshape(n_rows), _NO_BOX_ACTIONS
         else:
-            discrete, box = np.zeros(0, dtype=np.int64), np.ascontiguousarray(actions, dtype=np.float32).reshape(n_rows, -1)
+            discrete, box = _NO_DISCRETE_ACTIONS, np.ascontiguousarray(actions, dtype=np.float32).reshape(n_rows, -1)
         return (
             np.ascontiguousarray(rows.obs, dtype=np.float32),
             np.ascontiguousarray(rows.next_obs, dtype=np.float32),
@@ -135,10 +147,11 @@ class KernelUpdate:
             return result[0], result[1], stats
         traces = (_EMPTY_TRACES, _EMPTY_TRACES, 0.0)
         if state.actor_traces is not None and state.critic_traces is not None:
-            traces = (state.actor_traces.numpy(), state.critic_traces.numpy(), self.trace_decay)
+            traces = (self._view(state.actor_traces), self._view(state.critic_traces), self.trace_decay)
         moments = (_EMPTY_MOMENTS, _EMPTY_MOMENTS, 0, 0.0, 0.0)
         if state.actor_moments is not None and state.critic_moments is not None:
-            moments = (state.actor_moments.numpy(), state.critic_moments.numpy(), state.moments_count, *state.moments_decay)
+            arrays = (self._view(state.actor_moments), self._view(state.critic_moments))
+            moments = (*arrays, state.moments_count, *state.moments_decay)
         steps = (actor_lr, critic_lr, *self.kappas, self.update_rule != "sgd")
         status, row = bounded_rows(
             self.params, self.n_actor, networks.actor, networks.critic, self.head, kernel_rows, traces, moments, steps, stats
