@@ -41,6 +41,10 @@ CONFIGS = {
     "n-step-windows-2-envs": dict(n_steps=3, trace_lambda=0.0, n_envs=2),
     "adaptive-obgd-reference-2-envs": dict(update_rule="adaptive_obgd", _fast=False, n_envs=2),
     "adam-4-envs": dict(update_rule="optimizer", trace_lambda=0.0, learning_rate=1e-3, n_envs=4),
+    "intentional": dict(update_rule="intentional", learning_rate=0.05, critic_learning_rate=0.5),
+    "intentional-reference-2-envs": dict(
+        update_rule="intentional", learning_rate=0.05, critic_learning_rate=0.5, _fast=False, n_envs=2
+    ),
     "adam-gsde-4-envs": dict(
         _env="MountainCarContinuous-v0",
         update_rule="optimizer",
@@ -96,6 +100,8 @@ def test_resume_from_saved_model_equals_uninterrupted_run(name: str, tmp_path) -
         assert rows == 1400 if resumed.n_steps == 1 else 1400 - resumed.n_steps * resumed.n_envs < rows < 1400
         assert resumed._state.moments_count == rows
         assert th.equal(resumed._state.critic_moments, uninterrupted._state.critic_moments)
+    if uninterrupted._state.intent_stats is not None:
+        assert th.equal(resumed._state.intent_stats, uninterrupted._state.intent_stats)
     if uninterrupted._state.colored_noise is not None:
         assert np.array_equal(resumed._state.colored_noise.sequences, uninterrupted._state.colored_noise.sequences)
     if uninterrupted._state.sde_noise is not None:

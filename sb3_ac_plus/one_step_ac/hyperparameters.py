@@ -7,7 +7,7 @@ from gymnasium import spaces
 from stable_baselines3.common.type_aliases import Schedule
 from torch import nn
 
-UPDATE_RULES = ("obgd", "adaptive_obgd", "sgd", "optimizer")
+UPDATE_RULES = ("obgd", "adaptive_obgd", "sgd", "intentional", "optimizer")
 
 _SUPPORTED_ACTION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
 _SUPPORTED_OBSERVATION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary, spaces.Dict)
@@ -80,6 +80,11 @@ def check_hyperparameters(
         raise ValueError(
             f"n_steps={n_steps} with trace_lambda={trace_lambda}: k-step returns and eligibility traces do not combine; "
             "use n_steps=1 with traces, or trace_lambda=0 with n_steps > 1"
+        )
+    if update_rule == "intentional" and gamma * trace_lambda >= 1.0:
+        raise ValueError(
+            f"update_rule='intentional' needs gamma * trace_lambda < 1 (its gradient-norm normaliser averages over "
+            f"1 / (1 - gamma * trace_lambda) steps), got gamma={gamma}, trace_lambda={trace_lambda}"
         )
     if update_rule == "optimizer" and trace_lambda > 0.0:
         raise ValueError(

@@ -71,8 +71,11 @@ class OneStepAC(OnPolicyAlgorithm):
     :param ent_coef: entropy coefficient, >= 0 (the bonus ``ent_coef * |delta| * grad H`` of stream AC(lambda))
     :param update_rule: how the gradients become updates: ``"obgd"`` (stream AC(lambda)'s overshooting-bounded step
         size), ``"adaptive_obgd"`` (the trace divided by the RMS of past updates, then ObGD's bound), ``"sgd"`` (plain
-        ``lr * delta * trace``) or ``"optimizer"`` (the one-step actor-critic loss minimised by the policy's torch
-        optimizer, ``policy_kwargs=dict(optimizer_class=...)``, Adam by default)
+        ``lr * delta * trace``), ``"intentional"`` (intentional updates: each step changes the output by an intended
+        amount, ``learning_rate`` (the actor's eta, e.g. 0.05) and ``critic_learning_rate`` (the critic's, e.g. 0.5)
+        times the processed TD error; see :class:`~sb3_ac_plus.one_step_ac.reference.IntentionalStep`) or
+        ``"optimizer"`` (the one-step actor-critic loss minimised by the policy's torch optimizer,
+        ``policy_kwargs=dict(optimizer_class=...)``, Adam by default)
     :param actor_kappa: ObGD's bound strength for the actor (> 0; larger gives smaller steps)
     :param critic_kappa: ObGD's bound strength for the critic (> 0)
     :param use_sde: explore with generalised state-dependent exploration (gSDE, Box actions): the noise is
@@ -214,8 +217,9 @@ class OneStepAC(OnPolicyAlgorithm):
         scaler = RewardScaler(self.n_envs, self.gamma) if self.normalize_rewards else None
         traces = self.update_rule != "optimizer" and self.gamma * self.trace_lambda > 0.0
         n_critic = sum(p.numel() for p in self._split.critic)
+        moments, intentional = self.update_rule in ("adaptive_obgd", "intentional"), self.update_rule == "intentional"
         self._state = OnlineState(
-            self._n_actor, n_critic, self.device, traces, self.update_rule == "adaptive_obgd", self.n_steps, self.gamma, scaler
+            self._n_actor, n_critic, self.device, traces, moments, self.n_steps, self.gamma, scaler, intentional
         )
         self._n_updates = 0
         self._new_episodes()

@@ -15,10 +15,20 @@ import torch as th
 from sb3_ac_plus.common.exploration import ColoredNoise, StateDependentNoise
 from sb3_ac_plus.common.reward_scaling import RewardScaler, ScaledRewards
 
-# AdaptiveObGD's running second moment of the update ``delta * trace``, as stream AC(lambda) sets it: its decay and the
-# term added under the square root.
+# The running second moments' decay and the term added under the square root, as stream AC(lambda) (of the update
+# ``delta * trace``, AdaptiveObGD) and the intentional updates (of the gradient) set them.
 BETA2 = 0.999
 EPS = 1e-8
+# The intentional rule's running statistics of each part, and their values before the first step: the gradient norm's
+# normaliser sigma, the mean square of the TD error (its clipping scale) and the mean magnitude of the clipped TD error
+# (the policy's normaliser).
+INTENT_STATS = ("sigma", "delta_sq", "delta_abs")
+INTENT_START = (0.0, 1.0, 0.0)
+# Its constants (Sharifnassab et al., 2026): TD errors are clipped at CLIP_MULT times their running RMS (decay
+# BETA_CLIP); the policy's TD error is divided by the running mean of its clipped magnitude (decay BETA_NORM).
+CLIP_MULT = 20.0
+BETA_CLIP = 0.9998
+BETA_NORM = 0.9998
 
 
 class DueStates(NamedTuple):
@@ -97,7 +107,8 @@ class OnlineState:
     :param n_actor: length of the actor's part of the parameter vector; ``n_critic`` the critic's
     :param device: device of the traces and moments (the parameters')
     :param traces: whether there are eligibility traces (``gamma * trace_lambda > 0`` and no torch optimizer)
-    :param moments: whether there are second moments (``update_rule="adaptive_obgd"``)
+    :param moments: whether there are second moments (``update_rule`` ``"adaptive_obgd"`` or ``"intentional"``)
+    :param intentional: whether there are the intentional rule's statistics (``update_rule="intentional"``)
     :param n_steps: the bootstrap horizon k (windows when above 1)
     :param gamma: the discount factor
     :param reward_scaler: the reward scaler (``normalize_rewards``), or None
@@ -113,6 +124,7 @@ class OnlineState:
         n_steps: int,
         gamma: float,
         reward_scaler: RewardScaler | None,
+        intentional: bool = False,
     ) -> None:
         self.sizes, self.device, self.has_traces, self.n_steps, self.gamma = (
             (n_actor, n_critic),
@@ -127,6 +139,8 @@ class OnlineState:
         self.critic_moments = th.zeros(n_critic, device=device) if moments else None
         self.moments_count = 0
         self.moments_decay = (BETA2, EPS)
+        # one row per part (actor, critic), the columns of INTENT_STATS
+        self.intent_stats = th.tensor([INTENT_START, INTENT_START], dtype=th.float64) if intentional else None
         self.windows: NStepWindows | None = None
         self.reward_scaler = reward_scaler
         self.colored_noise: ColoredNoise | None = None
@@ -150,7 +164,7 @@ class OnlineState:
             self.reward_scaler.reset(n_envs)
 
     def _tensors(self) -> list[th.Tensor]:
-        tensors = (self.actor_traces, self.critic_traces, self.actor_moments, self.critic_moments)
+        tensors = (self.actor_traces, self.critic_traces, self.actor_moments, self.critic_moments, self.intent_stats)
         return [tensor for tensor in tensors if tensor is not None]
 
     def checkpoint(self, params: th.Tensor) -> None:
@@ -205,6 +219,8 @@ class OnlineState:
             state["traces"] = (self.actor_traces.cpu().numpy(), self.critic_traces.cpu().numpy())
         if self.actor_moments is not None and self.critic_moments is not None:
             state["second_moments"] = (self.actor_moments.cpu().numpy(), self.critic_moments.cpu().numpy(), self.moments_count)
+        if self.intent_stats is not None:
+            state["intent_stats"] = self.intent_stats.numpy().copy()
         if self.windows is not None:
             state["windows"] = self.windows.state()
         if self.reward_scaler is not None:
@@ -225,6 +241,8 @@ class OnlineState:
             actor, critic, self.moments_count = state["second_moments"]
             self.actor_moments = th.as_tensor(actor, device=self.device).clone()
             self.critic_moments = th.as_tensor(critic, device=self.device).clone()
+        if "intent_stats" in state and self.intent_stats is not None:
+            self.intent_stats = th.as_tensor(state["intent_stats"], dtype=th.float64).clone()
         if "windows" in state and self.windows is not None:
             self.windows.restore(state["windows"])
         if "reward_scaler" in state and self.reward_scaler is not None:

@@ -13,7 +13,8 @@ before it left:
    so that ``delta`` times them is the actor-critic update with the entropy bonus ``ent_coef * |delta| * grad H`` of
    stream AC(lambda);
 3. a step of each part (actor, critic) by :class:`TraceStep` (ObGD, AdaptiveObGD or SGD along eligibility traces),
-   or by the policy's torch optimizer on the loss ``-(delta * log pi + ent_coef * |delta| * H) - delta * V(s)``.
+   by :class:`IntentionalStep` (intentional updates), or by the policy's torch optimizer on the loss
+   ``-(delta * log pi + ent_coef * |delta| * H) - delta * V(s)``.
 
 A row that cannot be applied (a non-finite TD error or gradient, or a step that would make a parameter non-finite) stops
 the update with its reason (:mod:`~sb3_ac_plus.one_step_ac.rows`); OneStepAC then puts back what the rows before it wrote.
@@ -28,7 +29,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.utils import obs_as_tensor
 
 from sb3_ac_plus.one_step_ac.observations import obs_slice
-from sb3_ac_plus.one_step_ac.online_state import OnlineState
+from sb3_ac_plus.one_step_ac.online_state import BETA_CLIP, BETA_NORM, CLIP_MULT, OnlineState
 from sb3_ac_plus.one_step_ac.parameter_layout import ParameterSplit
 from sb3_ac_plus.one_step_ac.policy_outputs import actor_outputs, critic_values
 from sb3_ac_plus.one_step_ac.rows import (
@@ -100,6 +101,64 @@ class TraceStep:
         return lr if self.kappa is None else obgd_step_size(delta, norm, lr, self.kappa)
 
 
+class IntentionalStep:
+    """
+    One part's intentional update (Sharifnassab, Elsayed, De Asis, Mahmood & Sutton, 2026): the step size is chosen so
+    that the update changes the part's output by an intended amount, ``eta`` times the (processed) TD error.
+
+    With ``v <- beta2 * v + (1 - beta2) * grad**2`` and ``d = sqrt(v / (1 - beta2**t)) + eps`` (RMSProp), the trace
+    ``e <- decay * e + grad``, the running normaliser of the preconditioned gradient's squared norm
+    ``sigma <- sigma + (1 - decay) * (|grad|_d**2 - sigma)`` (bias-corrected by ``1 - decay**t``) and
+    ``|e|_d**2 = sum(e**2 / d)``, the step is ``params += delta' * eta / sqrt(sigma * |e|_d**2) * e / d``, where
+    ``delta'`` is the TD error clipped at ``CLIP_MULT`` times its running RMS, and for the policy also divided by the
+    running mean of its clipped magnitude, so that every policy step moves the output by about ``eta``.
+
+    :param params: the part's slice of the parameter vector
+    :param traces: the part's traces ``(n_envs, n)``, or None
+    :param decay: the traces' decay ``gamma * lambda``, below 1
+    :param moments: the running second moments of the gradient ``(n,)``
+    :param moments_decay: their ``(beta2, eps)``
+    :param stats: the part's running statistics (float64, :data:`~sb3_ac_plus.one_step_ac.online_state.INTENT_STATS`)
+    :param normalize_delta: whether the TD error is divided by its running mean magnitude (the policy)
+    """
+
+    def __init__(
+        self,
+        params: th.Tensor,
+        traces: th.Tensor | None,
+        decay: float,
+        moments: th.Tensor,
+        moments_decay: tuple[float, float],
+        stats: th.Tensor,
+        normalize_delta: bool,
+    ) -> None:
+        self.params, self.traces, self.decay, self.moments, self.stats = params, traces, decay, moments, stats
+        (self.beta2, self.eps), self.normalize_delta = moments_decay, normalize_delta
+
+    def direction(self, grad: th.Tensor, delta: float, env: int, n_seen: int, eta: float) -> tuple[th.Tensor, float, float]:
+        """
+        :param n_seen: the updates this part has seen, this one included (the bias corrections)
+        :return: the update direction ``e / d`` (the traces, moments and statistics are written), the weight
+            ``delta' * step`` to apply it with, and the step size ``eta / sqrt(sigma * |e|_d**2)``
+        """
+        self.moments.mul_(self.beta2).add_((1.0 - self.beta2) * grad * grad)
+        scale = (self.moments / (1.0 - self.beta2**n_seen)).sqrt() + self.eps
+        grad_norm = float((grad * grad / scale).sum())
+        trace = grad if self.traces is None else self.traces[env].mul_(self.decay).add_(grad)
+        trace_norm = float((trace * trace / scale).sum())
+        stats = self.stats
+        stats[0] += (1.0 - self.decay) * (grad_norm - float(stats[0]))
+        sigma = float(stats[0]) / (1.0 - self.decay**n_seen)
+        step = eta / max(math.sqrt(sigma * trace_norm), 1e-8)
+        stats[1] = BETA_CLIP * float(stats[1]) + (1.0 - BETA_CLIP) * delta * delta
+        cap = CLIP_MULT * math.sqrt(float(stats[1]) / (1.0 - BETA_CLIP**n_seen))
+        clipped = math.copysign(min(abs(delta), cap), delta)
+        if self.normalize_delta:
+            stats[2] = BETA_NORM * float(stats[2]) + (1.0 - BETA_NORM) * abs(clipped)
+            clipped /= max(float(stats[2]) / (1.0 - BETA_NORM**n_seen), 1e-12)
+        return trace / scale, clipped * step, step
+
+
 class ReferenceUpdate:
     """
     Acting and the update with torch autograd, for any policy and device.
@@ -108,7 +167,8 @@ class ReferenceUpdate:
     :param split: its parameters by what uses them (the flat vector's layout)
     :param flat_params: the flat parameter vector the parameters are views of
     :param generator: the model's random generator (it samples the actions)
-    :param update_rule: ``"obgd"``, ``"adaptive_obgd"``, ``"sgd"`` or ``"optimizer"`` (``policy.optimizer``)
+    :param update_rule: ``"obgd"``, ``"adaptive_obgd"``, ``"sgd"``, ``"intentional"`` or ``"optimizer"``
+        (``policy.optimizer``)
     :param actor_kappa: ObGD's bound strength for the actor; ``critic_kappa`` for the critic
     :param ent_coef: the entropy coefficient
     :param trace_decay: the eligibility traces' decay ``gamma * lambda``
@@ -173,6 +233,15 @@ class ReferenceUpdate:
         if self.update_rule == "optimizer":
             for group, lr in zip(self.policy.optimizer.param_groups, (actor_lr, critic_lr), strict=True):
                 group["lr"] = lr
+        elif self.update_rule == "intentional":
+            assert state.actor_moments is not None and state.critic_moments is not None and state.intent_stats is not None
+            moments, intent = (state.actor_moments, state.critic_moments), state.intent_stats
+            intentional = [
+                IntentionalStep(flat, traces, self.trace_decay, moments[part], state.moments_decay, intent[part], part == 0)
+                for part, (flat, traces) in enumerate(
+                    ((self.flat_actor, state.actor_traces), (self.flat_critic, state.critic_traces))
+                )
+            ]
         else:
             actor_kappa, critic_kappa = (None, None) if self.update_rule == "sgd" else self.kappas
             actor = TraceStep(
@@ -215,17 +284,25 @@ class ReferenceUpdate:
             critic_grad = th.cat([g.reshape(-1) for g in th.autograd.grad(value, self.split.critic)])
             if not math.isfinite(float(actor_grad.sum() + critic_grad.sum())):
                 return NON_FINITE_GRADIENT, r, stats
-            n_seen = state.moments_count + r + 1
-            actor_direction, actor_norm = actor.direction(actor_grad, delta, int(rows.trace_index[r]), n_seen)
-            critic_direction, critic_norm = critic.direction(critic_grad, delta, int(rows.trace_index[r]), n_seen)
-            actor_step, critic_step = (
-                actor.step_size(delta, actor_norm, actor_lr),
-                critic.step_size(delta, critic_norm, critic_lr),
-            )
-            if not abs(actor_step * delta) * actor_norm + abs(critic_step * delta) * critic_norm < MAX_UPDATE_NORM:
+            n_seen, env = state.moments_count + r + 1, int(rows.trace_index[r])
+            if self.update_rule == "intentional":
+                actor_direction, actor_weight, actor_step = intentional[0].direction(actor_grad, delta, env, n_seen, actor_lr)
+                critic_direction, critic_weight, critic_step = intentional[1].direction(
+                    critic_grad, delta, env, n_seen, critic_lr
+                )
+                actor_norm, critic_norm = float(actor_direction.abs().sum()), float(critic_direction.abs().sum())
+            else:
+                actor_direction, actor_norm = actor.direction(actor_grad, delta, env, n_seen)
+                critic_direction, critic_norm = critic.direction(critic_grad, delta, env, n_seen)
+                actor_step, critic_step = (
+                    actor.step_size(delta, actor_norm, actor_lr),
+                    critic.step_size(delta, critic_norm, critic_lr),
+                )
+                actor_weight, critic_weight = actor_step * delta, critic_step * delta
+            if not abs(actor_weight) * actor_norm + abs(critic_weight) * critic_norm < MAX_UPDATE_NORM:
                 return UNSAFE_UPDATE, r, stats
             with th.no_grad():
-                self.flat_actor.add_(actor_direction, alpha=actor_step * delta)
-                self.flat_critic.add_(critic_direction, alpha=critic_step * delta)
+                self.flat_actor.add_(actor_direction, alpha=actor_weight)
+                self.flat_critic.add_(critic_direction, alpha=critic_weight)
             stats[r, 3:] = actor_step, critic_step
         return APPLIED, rows.n_rows, stats

@@ -14,6 +14,7 @@ from numba import njit
 
 from sb3_ac_plus.one_step_ac.fast.compiler import FAST_SUMS
 from sb3_ac_plus.one_step_ac.fast.td_gradients import make_scratch, td_gradients
+from sb3_ac_plus.one_step_ac.online_state import BETA_CLIP, BETA_NORM, CLIP_MULT
 from sb3_ac_plus.one_step_ac.rows import APPLIED, MAX_UPDATE_NORM, UNSAFE_UPDATE
 
 
@@ -71,6 +72,58 @@ def _precondition_row(
     return float(np.float32(norm))
 
 
+@njit(cache=True, nogil=True, fastmath=FAST_SUMS, error_model="numpy")
+def _intentional_row(
+    moments: np.ndarray,
+    traces: np.ndarray,
+    row: int,
+    grads: np.ndarray,
+    start: int,
+    decay: float,
+    direction: np.ndarray,
+    part_stats: np.ndarray,
+    delta: float,
+    n_seen: int,
+    beta2: float,
+    eps: float,
+    eta: float,
+    normalize_delta: bool,
+) -> tuple[float, float, float]:  # pragma: no cover
+    """
+    One part's intentional update, as :class:`~sb3_ac_plus.one_step_ac.reference.IntentionalStep` computes it:
+    writes the moments, the trace row (``row >= 0``), the direction ``e / d`` and the part's statistics
+    (``[sigma, delta_sq, delta_abs]``, float64); :return: the direction's L1 norm, the weight to apply it with, and
+    the step size
+    """
+    beta2_32, rest, eps32, decay32 = np.float32(beta2), np.float32(1.0 - beta2), np.float32(eps), np.float32(decay)
+    correction = np.float32(1.0 - beta2**n_seen)
+    grad_norm, trace_norm, norm = 0.0, 0.0, 0.0
+    for i in range(direction.shape[0]):
+        g = grads[start + i]
+        moment = moments[i] * beta2_32 + (rest * g) * g
+        moments[i] = moment
+        scale = np.float32(math.sqrt(np.float64(moment / correction))) + eps32
+        value = g
+        if row >= 0:
+            value = decay32 * traces[row, i] + g
+            traces[row, i] = value
+        grad_norm += np.float64(g) * np.float64(g) / np.float64(scale)
+        trace_norm += np.float64(value) * np.float64(value) / np.float64(scale)
+        out = value / scale
+        direction[i] = out
+        norm += abs(np.float64(out))
+    part_stats[0] += (1.0 - decay) * (grad_norm - part_stats[0])
+    sigma = part_stats[0] / (1.0 - decay**n_seen)
+    step = eta / max(math.sqrt(sigma * trace_norm), 1e-8)
+    part_stats[1] = BETA_CLIP * part_stats[1] + (1.0 - BETA_CLIP) * delta * delta
+    cap = CLIP_MULT * math.sqrt(part_stats[1] / (1.0 - BETA_CLIP**n_seen))
+    clipped = min(abs(delta), cap) * (1.0 if delta >= 0.0 else -1.0)
+    if normalize_delta:
+        part_stats[2] = BETA_NORM * part_stats[2] + (1.0 - BETA_NORM) * abs(clipped)
+        clipped /= max(part_stats[2] / (1.0 - BETA_NORM**n_seen), 1e-12)
+    return float(np.float32(norm)), clipped * step, step
+
+
 @njit(cache=True, nogil=True, fastmath=FAST_SUMS)
 def _add_scaled(params: np.ndarray, start: int, weight: float, direction: np.ndarray) -> None:  # pragma: no cover
     for i in range(direction.shape[0]):
@@ -88,6 +141,7 @@ def bounded_rows(
     traces: tuple,
     moments: tuple,
     steps: tuple,
+    intent: tuple,
     stats: np.ndarray,
 ) -> tuple[int, int]:  # pragma: no cover (compiled)
     """
@@ -107,7 +161,9 @@ def bounded_rows(
     :param moments: ``(actor_moments, critic_moments, count, beta2, eps)``: AdaptiveObGD's second moments (empty
         arrays: no preconditioning), the updates they have seen, their decay and the term under the square root
     :param steps: ``(actor_lr, critic_lr, actor_kappa, critic_kappa, bounded)``: ObGD's step sizes if ``bounded``,
-        else plain SGD
+        else plain SGD (with ``intent``, the actor's and the critic's eta)
+    :param intent: ``(actor_stats, critic_stats)``: the intentional rule's statistics of each part (float64), or empty
+        arrays for the other rules
     :param stats: ``(rows, 5)`` float64, written (:data:`~sb3_ac_plus.one_step_ac.rows.STAT_NAMES`)
     :return: :data:`APPLIED` or the first refused row's reason, and that row (the number of rows when applied)
     """
@@ -125,15 +181,28 @@ def bounded_rows(
         if status != APPLIED:
             return status, r
         trace = trace_index[r] if actor_traces.shape[0] > 0 else -1
-        actor_norm1 = _trace_row(actor_traces, trace, grads[0], 0, decay, actor_direction)
-        critic_norm1 = _trace_row(critic_traces, trace, grads[0], n_actor, decay, critic_direction)
-        if actor_moments.shape[0] > 0:
-            correction = 1.0 - beta2 ** (moments_count + r + 1)
-            actor_norm1 = _precondition_row(actor_moments, delta, actor_direction, beta2, correction, moments_eps)
-            critic_norm1 = _precondition_row(critic_moments, delta, critic_direction, beta2, correction, moments_eps)
-        actor_step = np.float32(_step_size(float(delta), actor_norm1, actor_lr, actor_kappa, bounded))
-        critic_step = np.float32(_step_size(float(delta), critic_norm1, critic_lr, critic_kappa, bounded))
-        actor_weight, critic_weight = np.float32(actor_step * delta), np.float32(critic_step * delta)
+        if intent[0].shape[0] > 0:
+            seen = moments_count + r + 1
+            actor_norm1, actor_weight64, actor_step64 = _intentional_row(
+                actor_moments, actor_traces, trace, grads[0], 0, decay, actor_direction, intent[0], float(delta), seen,
+                beta2, moments_eps, actor_lr, True,
+            )  # fmt: skip
+            critic_norm1, critic_weight64, critic_step64 = _intentional_row(
+                critic_moments, critic_traces, trace, grads[0], n_actor, decay, critic_direction, intent[1], float(delta),
+                seen, beta2, moments_eps, critic_lr, False,
+            )  # fmt: skip
+            actor_step, critic_step = np.float32(actor_step64), np.float32(critic_step64)
+            actor_weight, critic_weight = np.float32(actor_weight64), np.float32(critic_weight64)
+        else:
+            actor_norm1 = _trace_row(actor_traces, trace, grads[0], 0, decay, actor_direction)
+            critic_norm1 = _trace_row(critic_traces, trace, grads[0], n_actor, decay, critic_direction)
+            if actor_moments.shape[0] > 0:
+                correction = 1.0 - beta2 ** (moments_count + r + 1)
+                actor_norm1 = _precondition_row(actor_moments, delta, actor_direction, beta2, correction, moments_eps)
+                critic_norm1 = _precondition_row(critic_moments, delta, critic_direction, beta2, correction, moments_eps)
+            actor_step = np.float32(_step_size(float(delta), actor_norm1, actor_lr, actor_kappa, bounded))
+            critic_step = np.float32(_step_size(float(delta), critic_norm1, critic_lr, critic_kappa, bounded))
+            actor_weight, critic_weight = np.float32(actor_step * delta), np.float32(critic_step * delta)
         bound = abs(np.float64(actor_weight)) * actor_norm1 + abs(np.float64(critic_weight)) * critic_norm1
         if not bound < MAX_UPDATE_NORM:
             return UNSAFE_UPDATE, r

@@ -20,6 +20,7 @@ _EMPTY_TRACES = np.zeros((0, 0), dtype=np.float32)
 _EMPTY_MOMENTS = np.zeros(0, dtype=np.float32)
 _NO_DISCRETE_ACTIONS = np.zeros(0, dtype=np.int64)
 _NO_BOX_ACTIONS = np.zeros((0, 0), dtype=np.float32)
+_NO_INTENT = np.zeros(0, dtype=np.float64)
 
 
 class KernelUpdate:
@@ -153,7 +154,12 @@ class KernelUpdate:
             arrays = (self._view(state.actor_moments), self._view(state.critic_moments))
             moments = (*arrays, state.moments_count, *state.moments_decay)
         steps = (actor_lr, critic_lr, *self.kappas, self.update_rule != "sgd")
+        intent = (_NO_INTENT, _NO_INTENT)
+        if state.intent_stats is not None:
+            stats_array = self._view(state.intent_stats)
+            intent = (stats_array[0], stats_array[1])
         status, row = bounded_rows(
-            self.params, self.n_actor, networks.actor, networks.critic, self.head, kernel_rows, traces, moments, steps, stats
-        )
+            self.params, self.n_actor, networks.actor, networks.critic, self.head, kernel_rows, traces, moments, steps,
+            intent, stats,
+        )  # fmt: skip
         return status, row, stats
