@@ -49,7 +49,7 @@ class OneStepAC(OnPolicyAlgorithm):
 
     The update is specified in :mod:`sb3_ac_plus.one_step_ac.reference` (torch autograd, any policy and device); the
     compiled kernels of :mod:`sb3_ac_plus.one_step_ac.fast` compute the same update for this package's policies on flat
-    vector observations on the CPU (Categorical, Gaussian or gSDE actions; ObGD, AdaptiveObGD, SGD, or Adam).
+    vector observations on the CPU (Categorical, Gaussian or gSDE actions; ObGD, AdaptiveObGD, intentional, SGD or Adam).
     ``learn()`` runs torch and NumPy's BLAS single-threaded (restoring the settings after).
 
     Parameters that both heads use (a shared trunk or features extractor) receive both updates. Allowed combinations:

@@ -1,4 +1,4 @@
-"""The compiled update with ObGD, AdaptiveObGD or SGD along eligibility traces: the rows of a VecEnv step in turn.
+"""The compiled update with ObGD, AdaptiveObGD, intentional updates or SGD: the rows of a VecEnv step in turn.
 
 Each row is learned from with the parameters the rows before it left, exactly as the reference
 (:func:`~sb3_ac_plus.one_step_ac.reference.reference_update`) computes it: V(s) and V(s'), the TD error, the actor's
