@@ -72,7 +72,9 @@ def _precondition_row(
     return float(np.float32(norm))
 
 
-@njit(cache=True, nogil=True, fastmath=FAST_SUMS, error_model="numpy")
+# Not reassociated: its float64 statistics are online state, saved and compared bit for bit, and a vectorised sum's order
+# can follow the arrays' alignment.
+@njit(cache=True, nogil=True, fastmath=False, error_model="numpy")
 def _intentional_row(
     moments: np.ndarray,
     traces: np.ndarray,
