@@ -10,11 +10,14 @@ from typing import Any
 import optuna
 import pytest
 import torch as th
+import yaml
+from stable_baselines3 import SAC
 from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import VecFrameStack, VecNormalize
 
 from sb3_ac_plus import OneStepAC
 from sb3_ac_plus.zoo import ALGOS, load_hyperparameters, make_model_and_env, parse_config, parse_policy_kwargs
+from sb3_ac_plus.zoo.algorithms import get_algorithm_class
 from sb3_ac_plus.zoo.config import DEFAULT_CONFIG_DIR, config_path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -73,6 +76,30 @@ def test_every_config_loads(algo: str, env_id: str) -> None:
     assert n_timesteps == config.n_timesteps
     assert env.num_envs == config.n_envs
     assert isinstance(env, VecNormalize) == (config.normalize_kwargs is not None)
+    env.close()
+
+
+def test_mujoco_blocks_are_the_zoos_v4_blocks() -> None:
+    """ppo.yml's HalfCheetah-v5, Hopper-v5 and Walker2d-v5 are rl-baselines3-zoo's -v4 blocks, only renamed."""
+    rl_zoo3 = pytest.importorskip("rl_zoo3")
+    with open(Path(rl_zoo3.__file__).parent / "hyperparams" / "ppo.yml") as file:
+        zoo = yaml.safe_load(file)
+    for name in ("HalfCheetah", "Hopper", "Walker2d"):
+        block = load_hyperparameters("ppo", f"{name}-v5")
+        assert block == zoo[f"{name}-v4"]
+        config = parse_config("ppo", f"{name}-v5", block)
+        assert config.normalize_kwargs == {"gamma": block["gamma"]} and config.n_timesteps == 1_000_000
+    policy_kwargs = parse_config("ppo", "Hopper-v5", load_hyperparameters("ppo", "Hopper-v5")).kwargs["policy_kwargs"]
+    assert policy_kwargs["activation_fn"] is th.nn.ReLU and policy_kwargs["net_arch"] == {"pi": [256, 256], "vf": [256, 256]}
+
+
+def test_sac_is_known_from_its_defaults_only() -> None:
+    """SAC has no config file: not a choice of compare, run or the tuner, but ``block={}`` builds it."""
+    assert "sac" not in ALGOS and get_algorithm_class("sac") is SAC
+    with pytest.raises(ValueError, match=r"sac\.yml.*sac ships without one: start from its defaults \(block=\{\}, sac@"):
+        load_hyperparameters("sac", "Pendulum-v1")
+    model, env, n_timesteps = make_model_and_env("sac", "Pendulum-v1", block={}, n_timesteps=100, buffer_size=100)
+    assert isinstance(model, SAC) and n_timesteps == 100 and model.buffer_size == 100
     env.close()
 
 
@@ -162,8 +189,8 @@ def test_constructor_errors_name_the_env(tmp_path: Path) -> None:
 
 
 def test_unknown_algo_env_or_folder_lists_what_exists(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="unknown algorithm 'sac'; known: one_step_ac, a2c, ppo"):
-        load_hyperparameters("sac", "CartPole-v1")
+    with pytest.raises(ValueError, match="unknown algorithm 'dqn'; known: one_step_ac, a2c, ppo"):
+        load_hyperparameters("dqn", "CartPole-v1")
     with pytest.raises(ValueError, match=r"no block for 'CartPole-v0'.*CartPole-v1, Acrobot-v1"):
         load_hyperparameters("ppo", "CartPole-v0")
     with pytest.raises(ValueError, match=r"no config file .*one_step_ac\.yml"):

@@ -28,7 +28,7 @@ import yaml
 from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import VecNormalize
 
-from sb3_ac_plus.zoo.algorithms import ALGOS, constructor_parameters, get_algorithm_class
+from sb3_ac_plus.zoo.algorithms import DEFAULTS_ONLY, constructor_parameters, get_algorithm_class
 from sb3_ac_plus.zoo.policy_kwargs import parse_dict_literal, parse_policy_kwargs
 
 
@@ -61,7 +61,7 @@ VEC_NORMALIZE_KEYS = set(inspect.signature(VecNormalize.__init__).parameters) - 
 class ZooConfig:
     """One env's block, checked and split.
 
-    :param algo: the algorithm's name, a key of :data:`~sb3_ac_plus.zoo.algorithms.ALGOS`
+    :param algo: the algorithm's name (see :func:`~sb3_ac_plus.zoo.algorithms.get_algorithm_class`)
     :param env_id: the Gymnasium id
     :param policy: the policy alias (``"MlpPolicy"``...) or class
     :param n_envs: the number of environments of the VecEnv
@@ -163,7 +163,7 @@ def _experiment_settings(config: ZooConfig, block: dict[str, Any]) -> None:
             raise _error(env_id, "env_kwargs", str(error)) from None
     config.normalize_kwargs = _normalize_kwargs(config, block.get("normalize"), block.get("gamma"))
     policy = block.get("policy", "MlpPolicy")
-    aliases = getattr(ALGOS[config.algo], "policy_aliases", {})
+    aliases = getattr(get_algorithm_class(config.algo), "policy_aliases", {})
     if isinstance(policy, str) and policy not in aliases:
         raise _error(
             env_id, "policy", f"unknown policy {policy!r}; use one of {sorted(aliases)} (class paths are not imported)"
@@ -175,7 +175,8 @@ def _experiment_settings(config: ZooConfig, block: dict[str, Any]) -> None:
 
 def _constructor_kwargs(config: ZooConfig, block: dict[str, Any]) -> dict[str, Any]:
     env_id = config.env_id
-    accepted = constructor_parameters(ALGOS[config.algo])
+    algorithm_class = get_algorithm_class(config.algo)
+    accepted = constructor_parameters(algorithm_class)
     kwargs: dict[str, Any] = {}
     for key, value in block.items():
         if key in EXPERIMENT_KEYS:
@@ -185,7 +186,7 @@ def _constructor_kwargs(config: ZooConfig, block: dict[str, Any]) -> dict[str, A
         if key in RESERVED_KEYS:
             raise _error(env_id, key, f"not allowed in a config: {RESERVED_KEYS[key]}")
         if key not in accepted:
-            raise _error(env_id, key, f"unknown key: neither an rl-zoo key nor a parameter of {ALGOS[config.algo].__name__}")
+            raise _error(env_id, key, f"unknown key: neither an rl-zoo key nor a parameter of {algorithm_class.__name__}")
         if key == "policy_kwargs":
             try:
                 value = parse_policy_kwargs(value)
@@ -200,7 +201,7 @@ def _constructor_kwargs(config: ZooConfig, block: dict[str, Any]) -> dict[str, A
 def parse_config(algo: str, env_id: str, block: dict[str, Any]) -> ZooConfig:
     """Check one env's block and split it into experiment settings and constructor arguments.
 
-    :param algo: the algorithm's name, a key of :data:`~sb3_ac_plus.zoo.algorithms.ALGOS`
+    :param algo: the algorithm's name (see :func:`~sb3_ac_plus.zoo.algorithms.get_algorithm_class`)
     :param env_id: the Gymnasium id (the block's key)
     :param block: the block, as read from YAML (overrides merged in)
     :return: the checked config
@@ -229,14 +230,16 @@ def config_path(algo: str, config_dir: str | Path | None = None) -> Path:
     :param algo: the algorithm's name
     :param config_dir: the folder; defaults to the package's configs (the repository's ``zoo_configs/``)
     :return: the path
-    :raises ValueError: when the algorithm is unknown or its file is missing
+    :raises ValueError: when the algorithm is unknown or its file is missing (for ``DEFAULTS_ONLY``, saying so)
     """
     get_algorithm_class(algo)
     folder = DEFAULT_CONFIG_DIR if config_dir is None else Path(config_dir)
     path = folder / f"{algo}.yml"
     if not path.is_file():
         found = sorted(p.stem for p in folder.glob("*.yml")) if folder.is_dir() else []
-        raise ValueError(f"no config file {path}; {folder} has: {', '.join(found) or 'no .yml file'}")
+        shipped = f"; {algo} ships without one: start from its defaults (block={{}}, {algo}@defaults in a --variant)"
+        listed = ", ".join(found) or "no .yml file"
+        raise ValueError(f"no config file {path}; {folder} has: {listed}{shipped if algo in DEFAULTS_ONLY else ''}")
     return path
 
 

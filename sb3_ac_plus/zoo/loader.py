@@ -9,7 +9,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecEnv, VecFrameStack, VecNormalize
 
-from sb3_ac_plus.zoo.algorithms import ALGOS
+from sb3_ac_plus.zoo.algorithms import get_algorithm_class
 from sb3_ac_plus.zoo.config import ZooConfig, load_hyperparameters, parse_config
 
 
@@ -39,7 +39,7 @@ def make_model_and_env(
 ) -> tuple[BaseAlgorithm, VecEnv, int]:
     """Build the model and VecEnv of ``env_id``'s block in ``<config_dir>/<algo>.yml``.
 
-    :param algo: ``"one_step_ac"``, ``"a2c"`` or ``"ppo"``
+    :param algo: ``"one_step_ac"``, ``"a2c"``, ``"ppo"``, ``"trpo"``, or ``"sac"`` (no config file: give ``block``)
     :param env_id: the Gymnasium id
     :param seed: seed of the model and of the envs
     :param config_dir: the folder of the YAML files; defaults to the package's configs (the repository's ``zoo_configs/``)
@@ -57,7 +57,7 @@ def make_model_and_env(
     config = parse_config(algo, env_id, block)
     env = make_env(config, seed)
     try:
-        model = ALGOS[algo](config.policy, env, seed=seed, **config.kwargs)
+        model = get_algorithm_class(algo)(config.policy, env, seed=seed, **config.kwargs)
     except (ValueError, TypeError) as error:
         env.close()
         raise ValueError(f"{env_id}: {error}") from error
