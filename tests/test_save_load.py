@@ -15,6 +15,8 @@ from sb3_ac_plus import OneStepAC, StreamingActorCriticPolicy
 
 CONFIGS = {
     "traces-fast-path": dict(),
+    "obgd-fast-path": dict(update_rule="obgd"),
+    "obgd-torch-path-2-envs": dict(update_rule="obgd", _fast=False, n_envs=2),
     "traces-torch-path-2-envs": dict(_fast=False, n_envs=2),
     "no-normalisers": dict(normalize_observations=False, normalize_rewards=False),
     "no-obs-normaliser-torch-path": dict(_fast=False, normalize_observations=False),
@@ -181,6 +183,30 @@ def test_loaded_model_keeps_training(tmp_path) -> None:
     loaded.learn(300)
     assert not th.equal(before, _flat(loaded))
     assert loaded._state.actor_traces.shape[0] == 2
+
+
+@pytest.mark.parametrize(
+    "kwargs, expected",
+    [
+        (dict(), ("intentional", 0.005, 0.5)),
+        (dict(learning_rate=0.01), ("intentional", 0.01, 0.5)),
+        (dict(critic_learning_rate=0.3), ("intentional", 0.005, 0.3)),
+        (dict(update_rule="obgd"), ("obgd", 1.0, None)),
+        (dict(update_rule="obgd", learning_rate=0.5), ("obgd", 0.5, None)),
+        (dict(update_rule="adaptive_obgd", critic_learning_rate=2.0), ("adaptive_obgd", 1.0, 2.0)),
+    ],
+)
+def test_step_sizes_default_by_update_rule_and_are_saved(kwargs: dict, expected: tuple, tmp_path) -> None:
+    model = OneStepAC("MlpPolicy", "CartPole-v1", seed=0, **kwargs)
+    for candidate in (model, OneStepAC.load(_saved(model, tmp_path))):
+        assert (candidate.update_rule, candidate.learning_rate, candidate.critic_learning_rate) == expected
+        critic = expected[2] if expected[2] is not None else expected[1]
+        assert (candidate.lr_schedule(1.0), candidate.critic_lr_schedule(0.5)) == (expected[1], critic)
+
+
+def _saved(model: OneStepAC, tmp_path) -> str:
+    model.save(tmp_path / "model.zip")
+    return str(tmp_path / "model.zip")
 
 
 def test_get_and_set_parameters() -> None:

@@ -8,6 +8,9 @@ from stable_baselines3.common.type_aliases import Schedule
 from torch import nn
 
 UPDATE_RULES = ("obgd", "adaptive_obgd", "sgd", "intentional", "optimizer")
+DEFAULT_STEP_SIZES: dict[str, tuple[float, float | None]] = {"intentional": (0.005, 0.5)}
+"""``(learning_rate, critic_learning_rate)`` an update rule uses where they are None; a critic's None follows
+``learning_rate``. Rules not listed use ``(1.0, None)``."""
 
 _SUPPORTED_ACTION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
 _SUPPORTED_OBSERVATION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary, spaces.Dict)
@@ -35,6 +38,17 @@ def _check_step_size(name: str, value: float | Schedule | None, allow_none: bool
     start = value(1.0) if callable(value) else value
     if not _is_real(start) or not math.isfinite(start) or start <= 0:
         raise ValueError(f"{name} must be a positive finite float (or a schedule giving one), got {start!r}")
+
+
+def default_step_sizes(
+    update_rule: str, learning_rate: float | Schedule | None, critic_learning_rate: float | Schedule | None
+) -> tuple[float | Schedule, float | Schedule | None]:
+    """The step sizes given, with the update rule's defaults (:data:`DEFAULT_STEP_SIZES`) in place of None."""
+    actor, critic = DEFAULT_STEP_SIZES.get(update_rule, (1.0, None))
+    return (
+        actor if learning_rate is None else learning_rate,
+        critic if critic_learning_rate is None else critic_learning_rate,
+    )
 
 
 def check_hyperparameters(

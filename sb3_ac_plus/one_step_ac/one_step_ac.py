@@ -17,7 +17,13 @@ from threadpoolctl import threadpool_limits
 
 from sb3_ac_plus.common.exploration import ColoredNoise, StateDependentNoise
 from sb3_ac_plus.one_step_ac.fast import FlatOptimizer, KernelUpdate, start_compiler, supports_kernels
-from sb3_ac_plus.one_step_ac.hyperparameters import check_hyperparameters, check_online_modules, check_spaces, saved_by
+from sb3_ac_plus.one_step_ac.hyperparameters import (
+    check_hyperparameters,
+    check_online_modules,
+    check_spaces,
+    default_step_sizes,
+    saved_by,
+)
 from sb3_ac_plus.one_step_ac.env_steps import NonFiniteError, Transition, check_finite_obs, step_envs
 from sb3_ac_plus.one_step_ac.observations import obs_row, stack_obs_rows
 from sb3_ac_plus.one_step_ac.online_state import OnlineState
@@ -42,10 +48,10 @@ _REFUSALS = {
 class OneStepAC(OnPolicyAlgorithm):
     """
     One-step online actor-critic (Sutton & Barto's one-step actor-critic and actor-critic with eligibility traces,
-    with the stabilisers of stream AC(lambda): the ObGD step size, sparse initialisation, LayerNorm, online observation
-    and reward normalisation). It updates after every environment step, with no replay buffer and no batch of
-    rollouts; the envs of a VecEnv step are learned from one after the other, in env order, each with the parameters
-    the previous one left, as one env would learn from the same transitions.
+    with the stabilisers of stream AC(lambda): sparse initialisation, LayerNorm, online observation and reward
+    normalisation, and by default the intentional step size, or ObGD's). It updates after every environment step,
+    with no replay buffer and no batch of rollouts; the envs of a VecEnv step are learned from one after the other, in
+    env order, each with the parameters the previous one left, as one env would learn from the same transitions.
 
     The update is specified in :mod:`sb3_ac_plus.one_step_ac.reference` (torch autograd, any policy and device); the
     compiled kernels of :mod:`sb3_ac_plus.one_step_ac.fast` compute the same update for this package's policies on flat
@@ -60,22 +66,25 @@ class OneStepAC(OnPolicyAlgorithm):
         "SharedMlpPolicy", "SeparateMlpPolicy", "StreamingMlpPolicy" and their Cnn/MultiInput forms, or any
         ``ActorCriticPolicy`` class
     :param env: the environment to learn from (if registered in Gymnasium, can be str)
-    :param learning_rate: the actor's step size, a float or a schedule of the progress remaining (from 1 to 0); with
-        ObGD the nominal step size that the overshooting bound scales down
-    :param critic_learning_rate: the critic's step size (float or schedule); None uses ``learning_rate``
+    :param learning_rate: the actor's step size, a float or a schedule of the progress remaining (from 1 to 0): with
+        ``"intentional"`` the intended change of the policy's log-probability per step, eta; with ObGD the nominal
+        step size that the overshooting bound scales down. None: the update rule's default (0.005 for
+        ``"intentional"``, 1.0 for the others)
+    :param critic_learning_rate: the critic's step size (float or schedule); with ``"intentional"`` the fraction of the
+        TD error each step moves the value by. None: 0.5 for ``"intentional"``; ``learning_rate`` for the others
     :param n_steps: bootstrap horizon k: each state is updated with its k-step return as soon as it is known (a sliding
         window per env); 1 is the one-step TD error
     :param gamma: discount factor, in [0, 1]
     :param trace_lambda: eligibility trace decay lambda, in [0, 1]: traces decay by ``gamma * lambda``, one per env,
         reset at episode ends; 0 is the textbook one-step actor-critic
     :param ent_coef: entropy coefficient, >= 0 (the bonus ``ent_coef * |delta| * grad H`` of stream AC(lambda))
-    :param update_rule: how the gradients become updates: ``"obgd"`` (stream AC(lambda)'s overshooting-bounded step
-        size), ``"adaptive_obgd"`` (the trace divided by the RMS of past updates, then ObGD's bound), ``"sgd"`` (plain
-        ``lr * delta * trace``), ``"intentional"`` (intentional updates: each step changes the output by an intended
-        amount, ``learning_rate`` (the actor's eta, e.g. 0.05) and ``critic_learning_rate`` (the critic's, e.g. 0.5)
-        times the processed TD error; see :class:`~sb3_ac_plus.one_step_ac.reference.IntentionalStep`) or
-        ``"optimizer"`` (the one-step actor-critic loss minimised by the policy's torch optimizer,
-        ``policy_kwargs=dict(optimizer_class=...)``, Adam by default)
+    :param update_rule: how the gradients become updates: ``"intentional"`` (the default; intentional updates: each
+        step changes the output by an intended amount, ``learning_rate`` (the actor's eta) and
+        ``critic_learning_rate`` (the critic's) times the processed TD error; see
+        :class:`~sb3_ac_plus.one_step_ac.reference.IntentionalStep`), ``"obgd"`` (stream AC(lambda)'s
+        overshooting-bounded step size), ``"adaptive_obgd"`` (the trace divided by the RMS of past updates, then ObGD's
+        bound), ``"sgd"`` (plain ``lr * delta * trace``) or ``"optimizer"`` (the one-step actor-critic loss minimised
+        by the policy's torch optimizer, ``policy_kwargs=dict(optimizer_class=...)``, Adam by default)
     :param actor_kappa: ObGD's bound strength for the actor (> 0; larger gives smaller steps)
     :param critic_kappa: ObGD's bound strength for the critic (> 0)
     :param use_sde: explore with generalised state-dependent exploration (gSDE, Box actions): the noise is
@@ -107,13 +116,13 @@ class OneStepAC(OnPolicyAlgorithm):
         self,
         policy: str | type[ActorCriticPolicy],
         env: GymEnv | str,
-        learning_rate: float | Schedule = 1.0,
+        learning_rate: float | Schedule | None = None,
         critic_learning_rate: float | Schedule | None = None,
         n_steps: int = 1,
         gamma: float = 0.99,
         trace_lambda: float = 0.8,
         ent_coef: float = 0.01,
-        update_rule: str = "obgd",
+        update_rule: str = "intentional",
         actor_kappa: float = 3.0,
         critic_kappa: float = 1.5,
         use_sde: bool = False,
@@ -131,6 +140,7 @@ class OneStepAC(OnPolicyAlgorithm):
         device: th.device | str = "auto",
         _init_setup_model: bool = True,
     ):
+        learning_rate, critic_learning_rate = default_step_sizes(update_rule, learning_rate, critic_learning_rate)
         check_hyperparameters(
             learning_rate=learning_rate,
             critic_learning_rate=critic_learning_rate,
