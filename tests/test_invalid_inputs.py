@@ -31,6 +31,8 @@ from sb3_ac_plus import NonFiniteError, OneStepAC
         (dict(update_rule="optimizer", trace_lambda=0.8), "trace_lambda"),
         (dict(gamma="0.99"), "gamma"),
         (dict(update_rule="intentional", gamma=1.0, trace_lambda=1.0), "trace_lambda"),
+        (dict(gamma=1.0, trace_lambda=1.0), "trace_lambda"),  # the default rule is the intentional one
+        (dict(update_rule=None), "update_rule"),
         (dict(trace_lambda=None), "trace_lambda"),
         (dict(actor_kappa="3"), "actor_kappa"),
         (dict(use_sde="yes"), "use_sde"),

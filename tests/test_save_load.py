@@ -4,8 +4,10 @@ import base64
 import json
 import zipfile
 
+import gymnasium as gym
 import numpy as np
 import pytest
+from gymnasium import spaces
 import torch as th
 from stable_baselines3 import A2C, PPO
 from stable_baselines3.common.env_util import make_vec_env
@@ -185,20 +187,38 @@ def test_loaded_model_keeps_training(tmp_path) -> None:
     assert loaded._state.actor_traces.shape[0] == 2
 
 
+class ThreeActionsEnv(gym.Env):
+    """A Box action space of three entries (as Hopper's)."""
+
+    observation_space = spaces.Box(-1.0, 1.0, (2,))
+    action_space = spaces.Box(-1.0, 1.0, (3,))
+
+    def reset(self, *, seed=None, options=None):
+        return np.zeros(2, dtype=np.float32), {}
+
+    def step(self, action):
+        return np.zeros(2, dtype=np.float32), 0.0, True, False, {}
+
+
 @pytest.mark.parametrize(
-    "kwargs, expected",
+    "env_id, kwargs, expected",
     [
-        (dict(), ("intentional", 0.005, 0.5)),
-        (dict(learning_rate=0.01), ("intentional", 0.01, 0.5)),
-        (dict(critic_learning_rate=0.3), ("intentional", 0.005, 0.3)),
-        (dict(update_rule="obgd"), ("obgd", 1.0, None)),
-        (dict(update_rule="obgd", learning_rate=0.5), ("obgd", 0.5, None)),
-        (dict(update_rule="adaptive_obgd", critic_learning_rate=2.0), ("adaptive_obgd", 1.0, 2.0)),
+        ("CartPole-v1", dict(), ("intentional", 0.005, 0.5)),
+        ("CartPole-v1", dict(learning_rate=0.01), ("intentional", 0.01, 0.5)),
+        ("CartPole-v1", dict(critic_learning_rate=0.3), ("intentional", 0.005, 0.3)),
+        ("CartPole-v1", dict(update_rule="obgd"), ("obgd", 1.0, None)),
+        ("Pendulum-v1", dict(), ("intentional", 0.005, 0.5)),
+        ("Pendulum-v1", dict(update_rule="obgd", learning_rate=0.5), ("obgd", 0.5, None)),
+        ("Pendulum-v1", dict(update_rule="adaptive_obgd", critic_learning_rate=2.0), ("adaptive_obgd", 1.0, 2.0)),
+        ("three-actions", dict(), ("intentional", 0.015, 0.5)),
     ],
 )
-def test_step_sizes_default_by_update_rule_and_are_saved(kwargs: dict, expected: tuple, tmp_path) -> None:
-    model = OneStepAC("MlpPolicy", "CartPole-v1", seed=0, **kwargs)
-    for candidate in (model, OneStepAC.load(_saved(model, tmp_path))):
+def test_step_sizes_default_by_rule_and_action_dimensions_and_are_saved(
+    env_id: str, kwargs: dict, expected: tuple, tmp_path
+) -> None:
+    env = ThreeActionsEnv() if env_id == "three-actions" else env_id
+    model = OneStepAC("MlpPolicy", env, seed=0, **kwargs)
+    for candidate in (model, OneStepAC.load(_saved(model, tmp_path)), OneStepAC.load(_saved(model, tmp_path), env=model.env)):
         assert (candidate.update_rule, candidate.learning_rate, candidate.critic_learning_rate) == expected
         critic = expected[2] if expected[2] is not None else expected[1]
         assert (candidate.lr_schedule(1.0), candidate.critic_lr_schedule(0.5)) == (expected[1], critic)

@@ -7,10 +7,11 @@ from gymnasium import spaces
 from stable_baselines3.common.type_aliases import Schedule
 from torch import nn
 
-UPDATE_RULES = ("obgd", "adaptive_obgd", "sgd", "intentional", "optimizer")
-DEFAULT_STEP_SIZES: dict[str, tuple[float, float | None]] = {"intentional": (0.005, 0.5)}
-"""``(learning_rate, critic_learning_rate)`` an update rule uses where they are None; a critic's None follows
-``learning_rate``. Rules not listed use ``(1.0, None)``."""
+UPDATE_RULES = ("intentional", "obgd", "adaptive_obgd", "sgd", "optimizer")
+INTENTIONAL_ETA_PER_ACTION = 0.005
+"""The intentional rule's default actor eta for each action dimension (each term of the policy's log-probability)."""
+INTENTIONAL_CRITIC_ETA = 0.5
+"""The intentional rule's default critic eta: each step moves the value by half the (clipped) TD error."""
 
 _SUPPORTED_ACTION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
 _SUPPORTED_OBSERVATION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary, spaces.Dict)
@@ -40,19 +41,38 @@ def _check_step_size(name: str, value: float | Schedule | None, allow_none: bool
         raise ValueError(f"{name} must be a positive finite float (or a schedule giving one), got {start!r}")
 
 
+def action_dimensions(action_space: spaces.Space) -> int:
+    """The number of terms of the policy's log-probability: a Box's entries, a MultiDiscrete's or MultiBinary's
+    entries, 1 for Discrete."""
+    if isinstance(action_space, spaces.Discrete):
+        return 1
+    if isinstance(action_space, spaces.MultiDiscrete):
+        return int(np.asarray(action_space.nvec).size)
+    return int(np.prod(action_space.shape))
+
+
 def default_step_sizes(
-    update_rule: str, learning_rate: float | Schedule | None, critic_learning_rate: float | Schedule | None
+    update_rule: str,
+    learning_rate: float | Schedule | None,
+    critic_learning_rate: float | Schedule | None,
+    action_space: spaces.Space | None,
 ) -> tuple[float | Schedule, float | Schedule | None]:
-    """The step sizes given, with the update rule's defaults (:data:`DEFAULT_STEP_SIZES`) in place of None."""
-    actor, critic = DEFAULT_STEP_SIZES.get(update_rule, (1.0, None))
+    """
+    The step sizes given, with the update rule's defaults in place of None: for ``"intentional"`` the actor's eta
+    :data:`INTENTIONAL_ETA_PER_ACTION` times the action dimensions and the critic's :data:`INTENTIONAL_CRITIC_ETA`;
+    for the other rules 1.0, with the critic following ``learning_rate``.
+    """
+    if update_rule != "intentional":
+        return 1.0 if learning_rate is None else learning_rate, critic_learning_rate
+    n_actions = 1 if action_space is None else action_dimensions(action_space)
     return (
-        actor if learning_rate is None else learning_rate,
-        critic if critic_learning_rate is None else critic_learning_rate,
+        INTENTIONAL_ETA_PER_ACTION * n_actions if learning_rate is None else learning_rate,
+        INTENTIONAL_CRITIC_ETA if critic_learning_rate is None else critic_learning_rate,
     )
 
 
 def check_hyperparameters(
-    learning_rate: float | Schedule,
+    learning_rate: float | Schedule | None,
     critic_learning_rate: float | Schedule | None,
     n_steps: int,
     gamma: float,
@@ -67,7 +87,7 @@ def check_hyperparameters(
     clip_obs: float,
 ) -> None:
     """Raise a ValueError naming the first invalid hyperparameter and what is allowed."""
-    _check_step_size("learning_rate", learning_rate)
+    _check_step_size("learning_rate", learning_rate, allow_none=True)
     _check_step_size("critic_learning_rate", critic_learning_rate, allow_none=True)
     if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 1:
         raise ValueError(f"n_steps must be an integer >= 1, got {n_steps!r}")

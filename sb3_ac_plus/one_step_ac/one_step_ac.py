@@ -49,7 +49,7 @@ class OneStepAC(OnPolicyAlgorithm):
     """
     One-step online actor-critic (Sutton & Barto's one-step actor-critic and actor-critic with eligibility traces,
     with the stabilisers of stream AC(lambda): sparse initialisation, LayerNorm, online observation and reward
-    normalisation, and by default the intentional step size, or ObGD's). It updates after every environment step,
+    normalisation, and by default the intentional step size of intentional updates). It updates after every environment step,
     with no replay buffer and no batch of rollouts; the envs of a VecEnv step are learned from one after the other, in
     env order, each with the parameters the previous one left, as one env would learn from the same transitions.
 
@@ -68,10 +68,10 @@ class OneStepAC(OnPolicyAlgorithm):
     :param env: the environment to learn from (if registered in Gymnasium, can be str)
     :param learning_rate: the actor's step size, a float or a schedule of the progress remaining (from 1 to 0): with
         ``"intentional"`` the intended change of the policy's log-probability per step, eta; with ObGD the nominal
-        step size that the overshooting bound scales down. None: the update rule's default (0.005 for
-        ``"intentional"``, 1.0 for the others)
+        step size that the overshooting bound scales down. None: the update rule's default, for ``"intentional"``
+        0.005 per action dimension (0.005 on Discrete actions, 0.03 with 6 continuous ones), else 1.0
     :param critic_learning_rate: the critic's step size (float or schedule); with ``"intentional"`` the fraction of the
-        TD error each step moves the value by. None: 0.5 for ``"intentional"``; ``learning_rate`` for the others
+        TD error each step moves the value by. None: 0.5 for ``"intentional"``, else ``learning_rate``
     :param n_steps: bootstrap horizon k: each state is updated with its k-step return as soon as it is known (a sliding
         window per env); 1 is the one-step TD error
     :param gamma: discount factor, in [0, 1]
@@ -140,7 +140,6 @@ class OneStepAC(OnPolicyAlgorithm):
         device: th.device | str = "auto",
         _init_setup_model: bool = True,
     ):
-        learning_rate, critic_learning_rate = default_step_sizes(update_rule, learning_rate, critic_learning_rate)
         check_hyperparameters(
             learning_rate=learning_rate,
             critic_learning_rate=critic_learning_rate,
@@ -180,7 +179,12 @@ class OneStepAC(OnPolicyAlgorithm):
             device=device,
             _init_setup_model=False,
         )
-        self.critic_learning_rate = critic_learning_rate
+        if env is not None:  # BaseAlgorithm.load builds the model without an env, then sets the saved values
+            check_spaces(self.observation_space, self.action_space)
+        action_space = self.action_space if env is not None else None
+        self.learning_rate, self.critic_learning_rate = default_step_sizes(
+            update_rule, learning_rate, critic_learning_rate, action_space
+        )
         self.trace_lambda = trace_lambda
         self.update_rule = update_rule
         self.actor_kappa = actor_kappa
@@ -189,8 +193,6 @@ class OneStepAC(OnPolicyAlgorithm):
         self.normalize_observations = normalize_observations
         self.normalize_rewards = normalize_rewards
         self.clip_obs = clip_obs
-        if env is not None:
-            check_spaces(self.observation_space, self.action_space)
         self._loading = not _init_setup_model  # BaseAlgorithm.load fills in the saved data, then calls _setup_model
         if _init_setup_model:
             self._setup_model()
