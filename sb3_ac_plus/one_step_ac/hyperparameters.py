@@ -7,7 +7,7 @@ from gymnasium import spaces
 from stable_baselines3.common.type_aliases import Schedule
 from torch import nn
 
-UPDATE_RULES = ("intentional", "obgd", "adaptive_obgd", "sgd", "optimizer")
+UPDATE_RULES = ("obgd", "adaptive_obgd", "sgd", "intentional", "optimizer")
 INTENTIONAL_ETA_PER_ACTION = 0.005
 """The intentional rule's default actor eta for each action dimension (each term of the policy's log-probability)."""
 INTENTIONAL_CRITIC_ETA = 0.5
