@@ -48,7 +48,7 @@ def action_dimensions(action_space: spaces.Space) -> int:
         return 1
     if isinstance(action_space, spaces.MultiDiscrete):
         return int(np.asarray(action_space.nvec).size)
-    return int(np.prod(action_space.shape))
+    return int(np.prod(action_space.shape or ()))
 
 
 def default_step_sizes(

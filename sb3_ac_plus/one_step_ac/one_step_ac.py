@@ -161,7 +161,7 @@ class OneStepAC(OnPolicyAlgorithm):
         super().__init__(
             policy,
             env,
-            learning_rate=learning_rate,
+            learning_rate=0.0,  # set below, where the action space gives the default
             n_steps=n_steps,
             gamma=gamma,
             gae_lambda=trace_lambda,
