@@ -35,6 +35,7 @@ def _with_threads(n_threads: int | None, make: Callable[[], BaseAlgorithm]) -> C
 
 CONFIGS: dict[str, Callable[[], BaseAlgorithm]] = {
     "OneStepAC (defaults, n_envs=1)": lambda: OneStepAC("MlpPolicy", "CartPole-v1", seed=0),
+    "OneStepAC (update_rule=obgd, n_envs=1)": lambda: OneStepAC("MlpPolicy", "CartPole-v1", update_rule="obgd", seed=0),
     "OneStepAC (n_steps=4, trace_lambda=0, n_envs=1)": lambda: OneStepAC(
         "MlpPolicy", "CartPole-v1", n_steps=4, trace_lambda=0.0, seed=0
     ),
