@@ -49,9 +49,10 @@ class OneStepAC(OnPolicyAlgorithm):
     """
     One-step online actor-critic (Sutton & Barto's one-step actor-critic and actor-critic with eligibility traces,
     with the stabilisers of stream AC(lambda): sparse initialisation, LayerNorm, online observation and reward
-    normalisation, and by default the intentional step size of intentional updates). It updates after every environment step,
-    with no replay buffer and no batch of rollouts; the envs of a VecEnv step are learned from one after the other, in
-    env order, each with the parameters the previous one left, as one env would learn from the same transitions.
+    normalisation; by default with the step sizes of intentional updates, Sharifnassab et al., 2026). It updates after
+    every environment step, with no replay buffer and no batch of rollouts; the envs of a VecEnv step are learned from
+    one after the other, in env order, each with the parameters the previous one left, as one env would learn from the
+    same transitions.
 
     The update is specified in :mod:`sb3_ac_plus.one_step_ac.reference` (torch autograd, any policy and device); the
     compiled kernels of :mod:`sb3_ac_plus.one_step_ac.fast` compute the same update for this package's policies on flat
