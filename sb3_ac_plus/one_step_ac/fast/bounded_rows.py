@@ -72,9 +72,105 @@ def _precondition_row(
     return float(np.float32(norm))
 
 
-# Not reassociated: its float64 statistics are online state, saved and compared bit for bit, and a vectorised sum's order
-# can follow the arrays' alignment.
+@njit(cache=True, nogil=True, fastmath=False)
+def _lane_dot(left: np.ndarray, left_start: int, right: np.ndarray, n: int, absolute: bool) -> float:  # pragma: no cover
+    """
+    ``sum(left[left_start:left_start + n] * right[:n])`` in float64, or ``sum(abs(right[:n]))`` if ``absolute``, in a
+    fixed order: eight partial sums (element i into sum i % 8), added pairwise at the end. Independent sums run side by
+    side, so this is fast without letting the compiler reorder it, and the result is the same on every CPU and for
+    every array layout: the intentional rule's statistics are online state, compared bit for bit after a resume.
+    """
+    s0, s1, s2, s3, s4, s5, s6, s7 = 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
+    end = n - n % 8
+    for i in range(0, end, 8):
+        s0 += _term(left, left_start, right, i, absolute)
+        s1 += _term(left, left_start, right, i + 1, absolute)
+        s2 += _term(left, left_start, right, i + 2, absolute)
+        s3 += _term(left, left_start, right, i + 3, absolute)
+        s4 += _term(left, left_start, right, i + 4, absolute)
+        s5 += _term(left, left_start, right, i + 5, absolute)
+        s6 += _term(left, left_start, right, i + 6, absolute)
+        s7 += _term(left, left_start, right, i + 7, absolute)
+    for i in range(end, n):
+        s0 += _term(left, left_start, right, i, absolute)
+    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+
+
+@njit(cache=True, nogil=True, fastmath=False, inline="always")
+def _term(left: np.ndarray, left_start: int, right: np.ndarray, i: int, absolute: bool) -> float:  # pragma: no cover
+    """:func:`_lane_dot`'s term ``i``, in float64."""
+    if absolute:
+        return abs(np.float64(right[i]))
+    return np.float64(left[left_start + i]) * np.float64(right[i])
+
+
 @njit(cache=True, nogil=True, fastmath=False, error_model="numpy")
+def _intentional_direction(
+    moments: np.ndarray,
+    traces: np.ndarray,
+    row: int,
+    grads: np.ndarray,
+    start: int,
+    decay: float,
+    direction: np.ndarray,
+    beta2: float,
+    eps: float,
+    n_seen: int,
+    scaled_grad: np.ndarray,
+) -> tuple[float, float, float]:  # pragma: no cover
+    """
+    The elementwise half of one part's intentional update: writes the moments, the trace row (``row >= 0``) and the
+    direction ``e / d`` (float32); :return: ``|grad|_d**2 = grad . (grad / d)``, ``|e|_d**2 = e . (e / d)`` (float64)
+    and the direction's L1 norm. ``scaled_grad``: float32 scratch at least as long as the part.
+    """
+    beta2_32, rest, eps32, decay32 = np.float32(beta2), np.float32(1.0 - beta2), np.float32(eps), np.float32(decay)
+    correction = np.float32(1.0 - beta2**n_seen)
+    n = direction.shape[0]
+    for i in range(n):
+        g = grads[start + i]
+        moment = moments[i] * beta2_32 + (rest * g) * g
+        moments[i] = moment
+        scale = np.sqrt(moment / correction) + eps32
+        scaled_grad[i] = g / scale
+        value = g
+        if row >= 0:
+            value = decay32 * traces[row, i] + g
+            traces[row, i] = value
+        direction[i] = value / scale
+    grad_norm = _lane_dot(grads, start, scaled_grad, n, False)
+    trace_norm = grad_norm if row < 0 else _lane_dot(traces[row], 0, direction, n, False)
+    return grad_norm, trace_norm, float(np.float32(_lane_dot(direction, 0, direction, n, True)))
+
+
+@njit(cache=True, nogil=True, fastmath=False)
+def _intentional_weight(
+    part_stats: np.ndarray,
+    grad_norm: float,
+    trace_norm: float,
+    delta: float,
+    n_seen: int,
+    decay: float,
+    eta: float,
+    normalize_delta: bool,
+) -> tuple[float, float]:  # pragma: no cover
+    """
+    The scalar half: updates the part's statistics (``[sigma, delta_sq, delta_abs]``, float64) as
+    :class:`~sb3_ac_plus.one_step_ac.reference.IntentionalStep` does; :return: the weight to apply the direction with
+    and the step size
+    """
+    part_stats[0] += (1.0 - decay) * (grad_norm - part_stats[0])
+    sigma = part_stats[0] / (1.0 - decay**n_seen)
+    step = eta / max(math.sqrt(sigma * trace_norm), 1e-8)
+    part_stats[1] = BETA_CLIP * part_stats[1] + (1.0 - BETA_CLIP) * delta * delta
+    cap = CLIP_MULT * math.sqrt(part_stats[1] / (1.0 - BETA_CLIP**n_seen))
+    clipped = min(abs(delta), cap) * (1.0 if delta >= 0.0 else -1.0)
+    if normalize_delta:
+        part_stats[2] = BETA_NORM * part_stats[2] + (1.0 - BETA_NORM) * abs(clipped)
+        clipped /= max(part_stats[2] / (1.0 - BETA_NORM**n_seen), 1e-12)
+    return clipped * step, step
+
+
+@njit(cache=True, nogil=True, fastmath=False)
 def _intentional_row(
     moments: np.ndarray,
     traces: np.ndarray,
@@ -90,40 +186,18 @@ def _intentional_row(
     eps: float,
     eta: float,
     normalize_delta: bool,
+    scratch: np.ndarray,
 ) -> tuple[float, float, float]:  # pragma: no cover
     """
     One part's intentional update, as :class:`~sb3_ac_plus.one_step_ac.reference.IntentionalStep` computes it:
-    writes the moments, the trace row (``row >= 0``), the direction ``e / d`` and the part's statistics
-    (``[sigma, delta_sq, delta_abs]``, float64); :return: the direction's L1 norm, the weight to apply it with, and
-    the step size
+    writes the moments, the trace row (``row >= 0``), the direction ``e / d`` and the part's statistics;
+    :return: the direction's L1 norm, the weight to apply it with, and the step size
     """
-    beta2_32, rest, eps32, decay32 = np.float32(beta2), np.float32(1.0 - beta2), np.float32(eps), np.float32(decay)
-    correction = np.float32(1.0 - beta2**n_seen)
-    grad_norm, trace_norm, norm = 0.0, 0.0, 0.0
-    for i in range(direction.shape[0]):
-        g = grads[start + i]
-        moment = moments[i] * beta2_32 + (rest * g) * g
-        moments[i] = moment
-        scale = np.float32(math.sqrt(np.float64(moment / correction))) + eps32
-        value = g
-        if row >= 0:
-            value = decay32 * traces[row, i] + g
-            traces[row, i] = value
-        grad_norm += np.float64(g) * np.float64(g) / np.float64(scale)
-        trace_norm += np.float64(value) * np.float64(value) / np.float64(scale)
-        out = value / scale
-        direction[i] = out
-        norm += abs(np.float64(out))
-    part_stats[0] += (1.0 - decay) * (grad_norm - part_stats[0])
-    sigma = part_stats[0] / (1.0 - decay**n_seen)
-    step = eta / max(math.sqrt(sigma * trace_norm), 1e-8)
-    part_stats[1] = BETA_CLIP * part_stats[1] + (1.0 - BETA_CLIP) * delta * delta
-    cap = CLIP_MULT * math.sqrt(part_stats[1] / (1.0 - BETA_CLIP**n_seen))
-    clipped = min(abs(delta), cap) * (1.0 if delta >= 0.0 else -1.0)
-    if normalize_delta:
-        part_stats[2] = BETA_NORM * part_stats[2] + (1.0 - BETA_NORM) * abs(clipped)
-        clipped /= max(part_stats[2] / (1.0 - BETA_NORM**n_seen), 1e-12)
-    return float(np.float32(norm)), clipped * step, step
+    grad_norm, trace_norm, norm = _intentional_direction(
+        moments, traces, row, grads, start, decay, direction, beta2, eps, n_seen, scratch
+    )
+    weight, step = _intentional_weight(part_stats, grad_norm, trace_norm, delta, n_seen, decay, eta, normalize_delta)
+    return norm, weight, step
 
 
 @njit(cache=True, nogil=True, fastmath=FAST_SUMS)
@@ -178,6 +252,8 @@ def bounded_rows(
     grads = scratch[-1]
     actor_direction = np.empty(n_actor, dtype=np.float32)
     critic_direction = np.empty(n_params - n_actor, dtype=np.float32)
+    n_part = max(n_actor, n_params - n_actor) if intent[0].shape[0] > 0 else 0
+    intent_scratch = np.empty(n_part, dtype=np.float32)
     for r in range(n_rows):
         status, delta, log_prob, entropy = td_gradients(params, actor_net, critic_net, head, rows, r, scratch)
         if status != APPLIED:
@@ -187,11 +263,11 @@ def bounded_rows(
             seen = moments_count + r + 1
             actor_norm1, actor_weight64, actor_step64 = _intentional_row(
                 actor_moments, actor_traces, trace, grads[0], 0, decay, actor_direction, intent[0], float(delta), seen,
-                beta2, moments_eps, actor_lr, True,
+                beta2, moments_eps, actor_lr, True, intent_scratch,
             )  # fmt: skip
             critic_norm1, critic_weight64, critic_step64 = _intentional_row(
                 critic_moments, critic_traces, trace, grads[0], n_actor, decay, critic_direction, intent[1], float(delta),
-                seen, beta2, moments_eps, critic_lr, False,
+                seen, beta2, moments_eps, critic_lr, False, intent_scratch,
             )  # fmt: skip
             actor_step, critic_step = np.float32(actor_step64), np.float32(critic_step64)
             actor_weight, critic_weight = np.float32(actor_weight64), np.float32(critic_weight64)
