@@ -1,6 +1,7 @@
-"""Train OneStepAC on an environment and print its evaluation (the README's first command).
+"""Train OneStepAC with its defaults on an environment, as ``OneStepAC("MlpPolicy", env).learn()`` does, and print
+its evaluation.
 
-python -m sb3_ac_plus.quickstart [--env CartPole-v1] [--steps 20000] [--seed 0]
+python -m sb3_ac_plus.quickstart [--env CartPole-v1] [--steps 30000] [--seed 0]
 """
 
 import argparse
@@ -18,7 +19,7 @@ from sb3_ac_plus.evaluation.training import eval_seed
 def main(argv: list[str] | None = None) -> float:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default="CartPole-v1", help="Gymnasium environment id")
-    parser.add_argument("--steps", type=positive_int, default=20_000, help="env steps to train for")
+    parser.add_argument("--steps", type=positive_int, default=30_000, help="env steps to train for (learn()'s default)")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument("--eval-episodes", type=positive_int, default=10, help="deterministic evaluation episodes")
     args = parser.parse_args(argv)
