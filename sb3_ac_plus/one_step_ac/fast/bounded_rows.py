@@ -119,9 +119,11 @@ def _intentional_direction(
     scaled_grad: np.ndarray,
 ) -> tuple[float, float, float]:  # pragma: no cover
     """
-    The elementwise half of one part's intentional update: writes the moments, the trace row (``row >= 0``) and the
-    direction ``e / d`` (float32); :return: ``|grad|_d**2 = grad . (grad / d)``, ``|e|_d**2 = e . (e / d)`` (float64)
-    and the direction's L1 norm. ``scaled_grad``: float32 scratch at least as long as the part.
+    The elementwise half of one part's intentional update, as
+    :class:`~sb3_ac_plus.one_step_ac.reference.IntentionalStep` computes it: writes the moments, the trace row
+    (``row >= 0``) and the direction ``e / d`` (float32); :return: ``|grad|_d**2 = grad . (grad / d)`` and
+    ``|e|_d**2 = e . (e / d)`` (float64), and the direction's L1 norm. ``scaled_grad``: float32 scratch at least as
+    long as the part.
     """
     beta2_32, rest, eps32, decay32 = np.float32(beta2), np.float32(1.0 - beta2), np.float32(eps), np.float32(decay)
     correction = np.float32(1.0 - beta2**n_seen)
@@ -168,36 +170,6 @@ def _intentional_weight(
         part_stats[2] = BETA_NORM * part_stats[2] + (1.0 - BETA_NORM) * abs(clipped)
         clipped /= max(part_stats[2] / (1.0 - BETA_NORM**n_seen), 1e-12)
     return clipped * step, step
-
-
-@njit(cache=True, nogil=True, fastmath=False)
-def _intentional_row(
-    moments: np.ndarray,
-    traces: np.ndarray,
-    row: int,
-    grads: np.ndarray,
-    start: int,
-    decay: float,
-    direction: np.ndarray,
-    part_stats: np.ndarray,
-    delta: float,
-    n_seen: int,
-    beta2: float,
-    eps: float,
-    eta: float,
-    normalize_delta: bool,
-    scratch: np.ndarray,
-) -> tuple[float, float, float]:  # pragma: no cover
-    """
-    One part's intentional update, as :class:`~sb3_ac_plus.one_step_ac.reference.IntentionalStep` computes it:
-    writes the moments, the trace row (``row >= 0``), the direction ``e / d`` and the part's statistics;
-    :return: the direction's L1 norm, the weight to apply it with, and the step size
-    """
-    grad_norm, trace_norm, norm = _intentional_direction(
-        moments, traces, row, grads, start, decay, direction, beta2, eps, n_seen, scratch
-    )
-    weight, step = _intentional_weight(part_stats, grad_norm, trace_norm, delta, n_seen, decay, eta, normalize_delta)
-    return norm, weight, step
 
 
 @njit(cache=True, nogil=True, fastmath=FAST_SUMS)
@@ -261,14 +233,20 @@ def bounded_rows(
         trace = trace_index[r] if actor_traces.shape[0] > 0 else -1
         if intent[0].shape[0] > 0:
             seen = moments_count + r + 1
-            actor_norm1, actor_weight64, actor_step64 = _intentional_row(
-                actor_moments, actor_traces, trace, grads[0], 0, decay, actor_direction, intent[0], float(delta), seen,
-                beta2, moments_eps, actor_lr, True, intent_scratch,
+            grad_sq, trace_sq, actor_norm1 = _intentional_direction(
+                actor_moments, actor_traces, trace, grads[0], 0, decay, actor_direction, beta2, moments_eps, seen,
+                intent_scratch,
             )  # fmt: skip
-            critic_norm1, critic_weight64, critic_step64 = _intentional_row(
-                critic_moments, critic_traces, trace, grads[0], n_actor, decay, critic_direction, intent[1], float(delta),
-                seen, beta2, moments_eps, critic_lr, False, intent_scratch,
+            actor_weight64, actor_step64 = _intentional_weight(
+                intent[0], grad_sq, trace_sq, float(delta), seen, decay, actor_lr, True
+            )
+            grad_sq, trace_sq, critic_norm1 = _intentional_direction(
+                critic_moments, critic_traces, trace, grads[0], n_actor, decay, critic_direction, beta2, moments_eps,
+                seen, intent_scratch,
             )  # fmt: skip
+            critic_weight64, critic_step64 = _intentional_weight(
+                intent[1], grad_sq, trace_sq, float(delta), seen, decay, critic_lr, False
+            )
             actor_step, critic_step = np.float32(actor_step64), np.float32(critic_step64)
             actor_weight, critic_weight = np.float32(actor_weight64), np.float32(critic_weight64)
         else:
