@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import gymnasium
 import numpy as np
 import pandas as pd
 import torch as th
@@ -130,7 +131,15 @@ def progress_against(model: BaseAlgorithm, budget: int) -> Iterator[None]:
         delattr(model, "_update_current_progress_remaining")
 
 
+# A MuJoCo env's model file (its ``fullpath``), kept relative to the installed Gymnasium in a checkpoint, so that a
+# committed checkpoint names no folder of the machine that wrote it and loads where Gymnasium is installed elsewhere
+GYMNASIUM_DIR = Path(gymnasium.__file__).parent
+
+
 def _set_attributes(obj: Any, state: dict[str, Any]) -> None:
+    path = state.get("fullpath")
+    if isinstance(path, str) and not Path(path).is_absolute():
+        state = {**state, "fullpath": str(GYMNASIUM_DIR / path)}
     obj.__dict__.update(state)
 
 
@@ -140,7 +149,10 @@ class EnvPickler(pickle.Pickler):
 
     def reducer_override(self, obj: Any) -> Any:
         if isinstance(obj, EzPickle):
-            return copyreg.__newobj__, (type(obj),), obj.__dict__, None, None, _set_attributes  # type: ignore[attr-defined]
+            state, path = obj.__dict__, obj.__dict__.get("fullpath")
+            if isinstance(path, str) and Path(path).is_relative_to(GYMNASIUM_DIR):
+                state = {**state, "fullpath": str(Path(path).relative_to(GYMNASIUM_DIR))}
+            return copyreg.__newobj__, (type(obj),), state, None, None, _set_attributes  # type: ignore[attr-defined]
         return NotImplemented
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch as th
+from gymnasium.utils import EzPickle
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.save_util import load_from_zip_file
 
@@ -173,3 +174,22 @@ def test_bad_input_is_an_argparse_error(capsys: Any, change: list[str], option: 
     with pytest.raises(SystemExit) as exit_info:
         main(["--env", ENV, "--variant", "A=one_step_ac@defaults", "--budget", "600", *change])
     assert exit_info.value.code == 2 and option in capsys.readouterr().err
+
+
+class FakeMujocoEnv(EzPickle):
+    """An env that pickles as its constructor's arguments and names its model file, as Gymnasium's MuJoCo envs do."""
+
+    def __init__(self) -> None:
+        EzPickle.__init__(self)
+        self.fullpath = str(scale.GYMNASIUM_DIR / "envs" / "mujoco" / "assets" / "hopper.xml")
+        self.steps = 7
+
+
+def test_checkpointed_env_names_its_model_file_relative_to_gymnasium() -> None:
+    env = FakeMujocoEnv()
+    env.steps = 42  # state that a new env would not have: pickled as attributes, not as constructor arguments
+    buffer = io.BytesIO()
+    scale.EnvPickler(buffer, protocol=5).dump(env)
+    assert str(scale.GYMNASIUM_DIR).encode() not in buffer.getvalue()
+    restored = pickle.loads(buffer.getvalue())
+    assert (restored.fullpath, restored.steps) == (env.fullpath, 42)
