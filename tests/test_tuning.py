@@ -502,7 +502,15 @@ def completed_and_running(output_dir: Path, study_name: str) -> bool:
 def test_ctrl_c_saves_the_study_exits_130_and_the_same_command_resumes(tmp_path: Path, n_jobs: int) -> None:
     args = [*TINY, "--algo", "a2c", "--n-timesteps", "3000", "--output-dir", str(tmp_path), "--n-jobs", str(n_jobs)]
     command = [sys.executable, str(SCRIPT), *args, "--n-trials", "500"]  # more than can finish before the signal
-    run = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A shell's background job ignores SIGINT, and Python keeps an ignored SIGINT ignored: give the tuner a terminal's.
+    run = subprocess.Popen(
+        command,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         wait_for(lambda: completed_and_running(tmp_path, "a2c-CartPole-v1"), 120, "a completed trial and a running one")
         run.send_signal(signal.SIGINT)  # to the main process only: it passes it on to its workers

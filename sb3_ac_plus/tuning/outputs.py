@@ -146,12 +146,14 @@ def best_hyperparameters_yaml(study: optuna.Study, trial: FrozenTrial) -> str:
 
 def replace_atomically(path: Path, write: Callable[[Path], object]) -> None:
     """Write ``path`` through a temporary file in its folder, renamed over it once complete: an interrupted write
-    (a second Ctrl-C) leaves the previous file, never a truncated one.
+    (a second Ctrl-C) leaves the previous file, never a truncated one. The temporary file is named after the process,
+    so that workers writing the same outputs at once (on a shared storage) do not rename each other's.
 
     :param path: the file to write
     :param write: writes the content to the path it is given
     """
-    partial = path.with_name(f".{path.stem}.partial{path.suffix}")  # the suffix tells matplotlib the format
+    # the suffix, last, tells matplotlib the format
+    partial = path.with_name(f".{path.stem}.partial-{os.getpid()}{path.suffix}")
     try:
         write(partial)
         os.replace(partial, path)
