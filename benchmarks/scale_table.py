@@ -8,7 +8,8 @@ The curve is the mean return of the training episodes that ended in each segment
 ``training_returns.csv``), averaged over the finished seeds; the streaming papers report this training return, the zoo
 the deterministic one. One evaluation is one point of a curve that can swing by thousands between evaluations; the
 last fifth's column is each finished seed's mean deterministic return over the evaluations in the last fifth of its
-steps (800k-1M of a 1M-step run: five evaluations at ``--eval-freq 50000``), then the mean over seeds (worst seed).
+steps (800k-1M of a 1M-step run: five evaluations at ``--eval-freq 50000``), then the mean over seeds (worst seed);
+its swing is the median, over those evaluations and seeds, of the absolute change from one evaluation to the next.
 """
 
 import argparse
@@ -23,11 +24,14 @@ from sb3_ac_plus.common.arguments import positive_int
 LAST_FRACTION = 0.2  # the share of a run's steps whose evaluations make its end-of-run return
 
 
-def last_fifth(evaluations: pd.DataFrame, label: str, seeds: list[int], budget: int) -> list[float]:
-    """:return: per finished seed, the mean deterministic return of its evaluations in the last fifth of ``budget``"""
+def last_fifth(evaluations: pd.DataFrame, label: str, seeds: list[int], budget: int) -> tuple[list[float], float | None]:
+    """:return: per finished seed, the mean deterministic return of its evaluations in the last fifth of ``budget``;
+    and the median over seeds of the absolute change from one of these evaluations to the next (None without two)"""
     ours = evaluations[(evaluations.variant == label) & evaluations.seed.isin(seeds)]
-    ours = ours[ours.steps >= budget * (1.0 - LAST_FRACTION)]
-    return [float(ours[ours.seed == seed].mean_return.mean()) for seed in seeds]
+    ours = ours[ours.steps >= budget * (1.0 - LAST_FRACTION)].sort_values(["seed", "steps"])
+    changes = ours.groupby("seed").mean_return.diff().abs().dropna()
+    means = [float(ours[ours.seed == seed].mean_return.mean()) for seed in seeds]
+    return means, float(changes.median()) if len(changes) else None
 
 
 def variant_rows(folder: Path, segment: int) -> list[dict]:
@@ -44,7 +48,8 @@ def variant_rows(folder: Path, segment: int) -> list[dict]:
         finished = finished.assign(segment=finished.bin_start // segment, total=finished.mean_return * finished.episodes)
         per_seed = finished.groupby(["segment", "seed"])[["total", "episodes"]].sum()
         curve = (per_seed.total / per_seed.episodes).groupby(level="segment").mean()
-        finals, ends = row["final_returns"], last_fifth(evaluations, label, row["seeds_finished"], row["budget"])
+        finals = row["final_returns"]
+        ends, swing = last_fifth(evaluations, label, row["seeds_finished"], row["budget"])
         rows.append(
             {
                 "env": document["env"],
@@ -56,6 +61,7 @@ def variant_rows(folder: Path, segment: int) -> list[dict]:
                 "per_seed": finals,
                 "last_fifth": sum(ends) / len(ends) if ends else None,
                 "last_fifth_worst": min(ends) if ends else None,
+                "swing": swing,
                 "curve": {int(index) * segment: value for index, value in curve.items()},
                 "speed": row["median_env_steps_per_second"],
             }
@@ -71,10 +77,10 @@ def markdown(rows: list[dict], segment: int) -> str:
     header = [f"{start // 1000:,}-{(start + segment) // 1000:,}k" for start in starts]
     lines = [
         "| env | variant | env steps | seeds finished | final return, mean (worst) | per seed "
-        + "| last fifth's evaluations, mean (worst) | "
+        + "| last fifth's evaluations, mean (worst) | their swing | "
         + " | ".join(f"training {name}" for name in header)
         + " | env-steps/s |",
-        "|---|---|---:|---:|---:|---|---:|" + "---:|" * len(starts) + "---:|",
+        "|---|---|---:|---:|---:|---|---:|---:|" + "---:|" * len(starts) + "---:|",
     ]
     for row in rows:
         curve = " | ".join(shown(row["curve"].get(start)) for start in starts)
@@ -82,7 +88,8 @@ def markdown(rows: list[dict], segment: int) -> str:
         lines.append(
             f"| {row['env']} | {row['variant']} | {row['budget']:,} | {row['seeds']} | "
             f"{shown(row['final'])} ({shown(row['worst'])}) | {per_seed} | "
-            f"{shown(row['last_fifth'])} ({shown(row['last_fifth_worst'])}) | {curve} | {shown(row['speed'], ',.0f')} |"
+            f"{shown(row['last_fifth'])} ({shown(row['last_fifth_worst'])}) | {shown(row['swing'], ',.0f')} | "
+            f"{curve} | {shown(row['speed'], ',.0f')} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -1,6 +1,6 @@
 """python -m benchmarks.scale_table: the training-return curve weighs a seed's bins by their episodes, averages the
 finished seeds alone, and leaves out episodes ending at the last step; the last fifth's return averages each finished
-seed's evaluations from 80% of the budget on, then the seeds."""
+seed's evaluations from 80% of the budget on, then the seeds, and its swing is the median change between them."""
 
 import json
 from pathlib import Path
@@ -51,7 +51,8 @@ def test_curve_is_episode_weighted_over_finished_seeds(tmp_path: Path) -> None:
     cells = [cell.strip() for cell in row.strip("|").split("|")]
     assert cells[:5] == ["Pendulum-v1", "OneStepAC", "400", "2", "15.0 (10.0)"]
     assert cells[6] == "17.5 (5.0)"  # the last fifth: (5 + 30) / 2, worst seed 5
-    assert cells[7:] == ["6.2", "6.0", "1,234"]  # (32.5 + -20) / 2 = 6.25, shown rounded half to even
+    assert cells[7] == "15"  # its swing: the median of |10 - 0| and |20 - 40| (seed 0's step 300 is before the fifth)
+    assert cells[8:] == ["6.2", "6.0", "1,234"]  # (32.5 + -20) / 2 = 6.25, shown rounded half to even
 
 
 def test_folder_without_summary_is_a_usage_error(tmp_path: Path) -> None:
