@@ -26,7 +26,7 @@ LAST_FRACTION = 0.2  # the share of a run's steps whose evaluations make its end
 
 def last_fifth(evaluations: pd.DataFrame, label: str, seeds: list[int], budget: int) -> tuple[list[float], float | None]:
     """:return: per finished seed, the mean deterministic return of its evaluations in the last fifth of ``budget``;
-    and the median over seeds of the absolute change from one of these evaluations to the next (None without two)"""
+    and the median of the absolute changes from one of these evaluations to the next, all seeds pooled (None if none)"""
     ours = evaluations[(evaluations.variant == label) & evaluations.seed.isin(seeds)]
     ours = ours[ours.steps >= budget * (1.0 - LAST_FRACTION)].sort_values(["seed", "steps"])
     changes = ours.groupby("seed").mean_return.diff().abs().dropna()
